@@ -1,0 +1,6 @@
+"""`python -m fpnlab ...` (and `torchrun -m fpnlab train ...`) run the command line."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

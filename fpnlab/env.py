@@ -1,0 +1,45 @@
+"""Where the lab runs: the device to use and the software versions to record with every result."""
+from __future__ import annotations
+
+import platform
+import sys
+from datetime import datetime, timezone
+
+import torch
+
+
+def default_device() -> torch.device:
+    """CUDA when a GPU is visible, else Apple's MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def device_name(device: torch.device | str | None = None) -> str:
+    """A human-readable name: the GPU model, or the CPU with its core count."""
+    device = torch.device(device) if device is not None else default_device()
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU ({torch.get_num_threads()} threads)"
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages whose behaviour the results depend on."""
+    import numpy
+    import torchvision
+
+    info = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+    }
+    if torch.version.cuda:
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
