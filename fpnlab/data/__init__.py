@@ -1,0 +1,14 @@
+"""Datasets: the synthetic multi-scale shapes, any COCO-format dataset, and Penn-Fudan pedestrians.
+
+    synthetic.py   make_dataset: deterministic shapes at every scale, written as COCO (`fpnlab make-data`)
+    coco.py        CocoDetection + collate_fn: (image (3, H, W), target dict) from a COCO JSON
+    transforms.py  ToTensor, RandomHorizontalFlip, ResizeShorterSide, Compose: boxes move with pixels
+    catalog.py     shapes_mini() (the shipped sample), load_split(), the data cache
+    pennfudan.py   download, verify and convert Penn-Fudan to COCO (`fpnlab download pennfudan`)
+"""
+from .catalog import DatasetPaths, cache_dir, load_split, shapes_mini
+from .coco import CocoDetection, collate_fn, size_bucket_shares
+from .synthetic import CATEGORIES, make_dataset
+
+__all__ = ["CATEGORIES", "CocoDetection", "DatasetPaths", "cache_dir", "collate_fn", "load_split",
+           "make_dataset", "shapes_mini", "size_bucket_shares"]

@@ -1,0 +1,236 @@
+"""Load any COCO-format detection dataset: one JSON file plus one folder of images.
+
+`CocoDetection[i]` returns `(image, target)`, torchvision's detection convention:
+
+    image  : float tensor (3, H, W) in [0, 1]
+    target : boxes (N, 4) float32 xyxy pixels, labels (N,) int64 in 1..K (0 is background),
+             image_id int, area (N,) float32, iscrowd (N,) int64 (all 0)
+
+Design
+------
+* The JSON is checked once, up front, so a broken file fails at construction with one `DataError`
+  naming the file and the record at fault, not deep inside a training loop. Image problems (missing,
+  truncated, not an image, wrong size) can only be seen when an image is opened, and raise then.
+* COCO category ids may have gaps (COCO's own run 1..90); labels are made contiguous: `categories[i]`
+  is the name of label i + 1, and `label_to_cat_id` maps back for writing results.
+* Crowd annotations (iscrowd=1) mark regions, not objects: they stay in `.coco` (COCOeval ignores
+  detections there) but are kept out of training targets. Boxes with zero or negative width or height
+  are dropped, with one warning per dataset that counts them.
+* Nothing is ever written into the dataset's folders.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from PIL import Image
+from pycocotools.coco import COCO
+from torch import Tensor
+
+from ..boxes import xywh_to_xyxy
+from ..errors import DataError
+from .transforms import ToTensor
+
+# COCOeval's size buckets, on an annotation's `area` (pixels).
+AREA_RANGES = {"small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, math.inf)}
+
+# Fields every record of each section must have, and their JSON types.
+REQUIRED_FIELDS: dict[str, dict[str, type]] = {
+    "images": {"id": int, "file_name": str},
+    "categories": {"id": int, "name": str},
+    "annotations": {"id": int, "image_id": int, "category_id": int, "bbox": list},
+}
+
+Target = dict[str, Any]
+Transform = Callable[[Tensor, Target], tuple[Tensor, Target]]
+
+
+def size_bucket_shares(annotations: list[dict[str, Any]]) -> dict[str, float]:
+    """Fraction of annotations in each COCO size bucket, by their `area` field (as COCOeval buckets them)."""
+    areas = [ann["area"] for ann in annotations]
+    return {name: sum(low <= a < high for a in areas) / max(len(areas), 1)
+            for name, (low, high) in AREA_RANGES.items()}
+
+
+# --- checking the JSON --------------------------------------------------------------------------
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _type_name(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _check_records(data: dict[str, Any], path: Path) -> None:
+    """Every record has its required fields with the right types, and ids are unique per section."""
+    for section, fields in REQUIRED_FIELDS.items():
+        seen: set[int] = set()
+        for i, record in enumerate(data[section]):
+            where = f"{path}: {section}[{i}]"
+            if not isinstance(record, dict):
+                raise DataError(f"{where} should be an object but is {_type_name(record)}.")
+            for field, kind in fields.items():
+                if field not in record:
+                    raise DataError(f"{where} has no '{field}' field.")
+                value = record[field]
+                if not isinstance(value, kind) or isinstance(value, bool):
+                    raise DataError(f"{where}['{field}'] should be {_type_name(kind())} but is {value!r}.")
+            if record["id"] in seen:
+                raise DataError(f"{path}: id {record['id']} appears twice in '{section}'.")
+            seen.add(record["id"])
+
+
+def _check_annotation_values(data: dict[str, Any], path: Path) -> None:
+    """Boxes are 4 finite numbers, optional fields have sane values, and every id reference resolves."""
+    image_ids = {image["id"] for image in data["images"]}
+    category_ids = {category["id"] for category in data["categories"]}
+    for i, ann in enumerate(data["annotations"]):
+        where = f"{path}: annotations[{i}] (id {ann['id']})"
+        if len(ann["bbox"]) != 4 or not all(_is_number(v) for v in ann["bbox"]):
+            raise DataError(f"{where} has bbox {ann['bbox']!r}; it should be 4 numbers [x, y, width, height].")
+        if "area" in ann and not _is_number(ann["area"]):
+            raise DataError(f"{where} has area {ann['area']!r}; it should be a number.")
+        if ann.get("iscrowd", 0) not in (0, 1):
+            raise DataError(f"{where} has iscrowd {ann['iscrowd']!r}; it should be 0 or 1.")
+        if ann["image_id"] not in image_ids:
+            raise DataError(f"{where} points to image_id {ann['image_id']}, which is not in 'images'.")
+        if ann["category_id"] not in category_ids:
+            raise DataError(f"{where} points to category_id {ann['category_id']}, which is not in 'categories'.")
+
+
+def read_coco_json(path: str | Path) -> dict[str, Any]:
+    """Parse and check a COCO detection file; any problem raises one DataError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"annotation file {path} does not exist.")
+    try:
+        data = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"annotation file {path} is not valid JSON ({err}).") from err
+    if not isinstance(data, dict):
+        raise DataError(f"annotation file {path} is not COCO: its top level is {_type_name(data)}, "
+                        "not an object with 'images', 'annotations' and 'categories'.")
+    for section in REQUIRED_FIELDS:
+        if section not in data:
+            raise DataError(f"annotation file {path} is not COCO: it has no '{section}' list.")
+        if not isinstance(data[section], list):
+            raise DataError(f"annotation file {path}: '{section}' should be a list but is "
+                            f"{_type_name(data[section])}.")
+    if not data["categories"]:
+        raise DataError(f"annotation file {path} has an empty 'categories' list.")
+    _check_records(data, path)
+    _check_annotation_values(data, path)
+    return data
+
+
+def write_coco_json(path: Path, data: dict[str, Any]) -> None:
+    """Write a COCO file atomically (temporary file, then rename): a reader never sees half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, separators=(",", ":")))
+    os.replace(tmp, path)
+
+
+def _coco_index(data: dict[str, Any]) -> COCO:
+    """A pycocotools COCO object over already-parsed data, without its console chatter."""
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+# --- the dataset --------------------------------------------------------------------------------
+
+class CocoDetection(torch.utils.data.Dataset):
+    """Images and detection targets from a COCO JSON (`ann_file`) and an image folder (`image_dir`).
+
+    `transforms(image, target)` runs after the image became a float tensor (see fpnlab.data.transforms).
+    """
+
+    def __init__(self, image_dir: str | Path, ann_file: str | Path, transforms: Transform | None = None):
+        self.image_dir, self.ann_file = Path(image_dir), Path(ann_file)
+        self.coco = _coco_index(read_coco_json(self.ann_file))
+        if not self.image_dir.is_dir():
+            raise DataError(f"image folder {self.image_dir} (for {self.ann_file}) does not exist.")
+        self.transforms = transforms
+        self.ids: list[int] = sorted(self.coco.imgs)
+        cat_ids = sorted(self.coco.cats)
+        self.categories: list[str] = [self.coco.cats[c]["name"] for c in cat_ids]
+        self.label_to_cat_id: dict[int, int] = {label: c for label, c in enumerate(cat_ids, start=1)}
+        self.num_classes = len(cat_ids) + 1  # + background
+        self._targets = self._build_targets({c: label for label, c in self.label_to_cat_id.items()})
+
+    def _build_targets(self, cat_to_label: dict[int, int]) -> dict[int, Target]:
+        """Training targets per image id: crowd regions left out, degenerate boxes dropped (one warning)."""
+        targets, dropped = {}, 0
+        for image_id in self.ids:
+            anns = [a for a in self.coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
+            xywh = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)  # (n, 4)
+            keep = (xywh[:, 2] > 0) & (xywh[:, 3] > 0)
+            dropped += int((~keep).sum())
+            kept = [a for a, k in zip(anns, keep.tolist()) if k]
+            targets[image_id] = {
+                "boxes": xywh_to_xyxy(xywh[keep]),  # (N, 4)
+                "labels": torch.tensor([cat_to_label[a["category_id"]] for a in kept], dtype=torch.int64),
+                "area": torch.tensor([a.get("area", a["bbox"][2] * a["bbox"][3]) for a in kept],
+                                     dtype=torch.float32),
+                "iscrowd": torch.zeros(len(kept), dtype=torch.int64),
+            }
+        if dropped:
+            warnings.warn(f"{self.ann_file}: dropped {dropped} box(es) with zero or negative width or height.",
+                          stacklevel=3)
+        return targets
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def image_info(self, idx: int) -> dict[str, Any]:
+        """The COCO `images` record of item `idx` (id, file_name, width, height, ...)."""
+        return dict(self.coco.imgs[self.ids[idx]])
+
+    def load_image(self, idx: int) -> Image.Image:
+        """Item `idx`'s image as RGB; a missing, unreadable or wrongly sized file raises DataError."""
+        info = self.image_info(idx)
+        path = self.image_dir / info["file_name"]
+        try:
+            with Image.open(path) as image:
+                image.load()  # decode now, so a truncated file fails here
+                image = image.convert("RGB")
+        except FileNotFoundError as err:
+            raise DataError(f"image file {path} (listed in {self.ann_file}) does not exist.") from err
+        except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for corrupt or non-image files
+            raise DataError(f"image file {path} cannot be read; it is truncated or not an image ({err}).") from err
+        expected = (info.get("width", image.width), info.get("height", image.height))
+        if image.size != expected:
+            raise DataError(f"image file {path} is {image.width}x{image.height} pixels but {self.ann_file} "
+                            f"says {expected[0]}x{expected[1]}.")
+        return image
+
+    def __getitem__(self, idx: int) -> tuple[Tensor, Target]:
+        image_id = self.ids[idx]
+        target = {name: value.clone() for name, value in self._targets[image_id].items()}
+        target["image_id"] = image_id
+        image, target = ToTensor()(self.load_image(idx), target)  # (3, H, W) float in [0, 1]
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return image, target
+
+    def __repr__(self) -> str:
+        return (f"CocoDetection({len(self)} images, {self.num_classes - 1} classes, "
+                f"ann_file={str(self.ann_file)!r})")
+
+
+def collate_fn(batch: list[tuple[Tensor, Target]]) -> tuple[list[Tensor], list[Target]]:
+    """Detection batches keep images of different sizes apart: a list of images, a list of targets."""
+    images, targets = zip(*batch)
+    return list(images), list(targets)

@@ -1,0 +1,193 @@
+"""Penn-Fudan pedestrians (Wang, Shi, Song, Shen; ACCV 2007) as a COCO dataset: a small real-data check.
+
+170 street photos with 345 people, each person a mask instance. `download_pennfudan(out)`:
+
+1. downloads the archive to OUT/PennFudanPed.zip, resuming an interrupted download (the bytes so far sit
+   in OUT/PennFudanPed.zip.part and are continued with an HTTP Range request);
+2. verifies its SHA-256 when one is given (by default it only reports it: see PENNFUDAN_SHA256);
+3. converts it: each PNGImages/<name>.png is copied to OUT/train/ or OUT/val/ (the last 30% of names, in
+   sorted order, form val), and each instance of PedMasks/<name>_mask.png (pixel value k = person k)
+   becomes one COCO annotation with an RLE mask, its box and its area (pycocotools.mask), category
+   1 = "person". The result has the shapes-mini layout, so `load_split(OUT)` reads it.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import io
+import json
+import os
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+from tqdm.auto import tqdm
+
+from ..errors import DataError
+from .catalog import DatasetPaths, cache_dir
+from .coco import write_coco_json
+from .synthetic import SPLITS
+
+PENNFUDAN_URL = "https://www.cis.upenn.edu/~jshi/ped_html/PennFudanPed.zip"
+# The archive's SHA-256 is not recorded here: it could not be fetched when this module was written, and a
+# made-up value would fail every real download. None means "report the checksum, do not verify it";
+# pass `sha256=` (or --sha256) to verify.
+PENNFUDAN_SHA256: str | None = None
+VAL_FRACTION = 0.3
+CATEGORIES = [{"id": 1, "name": "person", "supercategory": "person"}]
+CHUNK_BYTES = 1 << 20
+
+
+# --- download -----------------------------------------------------------------------------------
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fetch(url: str, part: Path, progress: bool) -> None:
+    """Append the rest of `url` to `part`, from its current size on (restarting if the server can't resume)."""
+    start = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=60)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and start:  # range not satisfiable: the .part file already holds every byte
+            return
+        raise DataError(f"downloading {url} failed: HTTP {err.code} {err.reason}.") from err
+    except (urllib.error.URLError, OSError) as err:
+        raise DataError(f"downloading {url} failed ({getattr(err, 'reason', err)}).") from err
+    with response:
+        resumed = start > 0 and getattr(response, "status", None) == 206
+        if resumed and not response.headers.get("Content-Range", "").startswith(f"bytes {start}-"):
+            raise DataError(f"downloading {url} failed: the server sent a different byte range than asked for.")
+        start = start if resumed else 0  # a plain 200 answer (or a file:// URL) sends everything again
+        length = response.headers.get("Content-Length")
+        total = start + int(length) if length else None
+        with open(part, "ab" if resumed else "wb") as f, tqdm(
+                total=total, initial=start, unit="B", unit_scale=True, desc=part.name, disable=not progress) as bar:
+            try:
+                for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+            except (OSError, http.client.HTTPException) as err:
+                raise DataError(f"downloading {url} was interrupted ({err}); run again to resume from {part}.") \
+                    from err
+    if total is not None and part.stat().st_size != total:
+        raise DataError(f"downloading {url} stopped after {part.stat().st_size} of {total} bytes; "
+                        f"run again to resume from {part}.")
+
+
+def download(url: str, dest: str | Path, sha256: str | None = None, progress: bool = True) -> str:
+    """Download `url` to `dest` (resuming `dest`.part), check `sha256` if given; return the file's SHA-256."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.exists():
+        part = dest.with_name(dest.name + ".part")
+        _fetch(url, part, progress)
+        os.replace(part, dest)
+    digest = file_sha256(dest)
+    if sha256 is not None and digest != sha256.lower():
+        dest.unlink()  # corrupt or not the expected file: the next run downloads afresh
+        raise DataError(f"{dest} downloaded from {url} has SHA-256 {digest}, expected {sha256}; "
+                        "the file was deleted, run again to download it afresh.")
+    return digest
+
+
+# --- conversion ---------------------------------------------------------------------------------
+
+def mask_annotations(mask: np.ndarray) -> list[dict[str, Any]]:
+    """One COCO annotation (without ids) per instance of a (H, W) mask whose pixel value k > 0 is instance k."""
+    annotations = []
+    for instance in np.unique(mask[mask > 0]):
+        rle = mask_utils.encode(np.asfortranarray(mask == instance, dtype=np.uint8))
+        annotations.append({
+            "category_id": 1,
+            "bbox": [float(v) for v in mask_utils.toBbox(rle)],  # [x, y, w, h] of the mask's pixels
+            "area": float(mask_utils.area(rle)),
+            "iscrowd": 0,
+            "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
+        })
+    return annotations
+
+
+def _read_mask(zf: zipfile.ZipFile, archive: Path, image_member: str) -> np.ndarray:
+    """The instance mask of PNGImages/<name>.png, read from PedMasks/<name>_mask.png: (H, W) instance ids."""
+    path = PurePosixPath(image_member)
+    mask_member = str(path.parent.parent / "PedMasks" / f"{path.stem}_mask.png")
+    try:
+        return np.array(Image.open(io.BytesIO(zf.read(mask_member))))
+    except KeyError as err:
+        raise DataError(f"{archive} has {image_member} but no mask {mask_member}.") from err
+
+
+def convert(archive: str | Path, out: str | Path, val_fraction: float = VAL_FRACTION) -> DatasetPaths:
+    """Turn the Penn-Fudan zip into OUT/{train,val}/*.png and OUT/{train,val}.json (COCO, RLE masks)."""
+    archive, paths = Path(archive), DatasetPaths.at(out)
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise DataError(f"{archive} is not a readable zip archive ({err}).") from err
+    with zf:
+        members = sorted(n for n in zf.namelist() if PurePosixPath(n).parent.name == "PNGImages" and n.endswith(".png"))
+        if not members:
+            raise DataError(f"{archive} holds no PNGImages/*.png: it is not the Penn-Fudan archive.")
+        n_train = len(members) - round(len(members) * val_fraction)
+        for split, chosen in (("train", members[:n_train]), ("val", members[n_train:])):
+            folder, ann_file = paths.split(split)
+            folder.mkdir(parents=True, exist_ok=True)
+            images, annotations = [], []
+            for member in chosen:
+                image_id = members.index(member) + 1  # unique across both splits
+                mask = _read_mask(zf, archive, member)  # (H, W)
+                (folder / PurePosixPath(member).name).write_bytes(zf.read(member))
+                images.append({"id": image_id, "file_name": PurePosixPath(member).name,
+                               "width": mask.shape[1], "height": mask.shape[0]})
+                for ann in mask_annotations(mask):
+                    annotations.append({"id": len(annotations) + 1, "image_id": image_id, **ann})
+            write_coco_json(ann_file, {"info": {"description": "Penn-Fudan pedestrians", "split": split},
+                                       "images": images, "annotations": annotations, "categories": CATEGORIES})
+    return paths
+
+
+def download_pennfudan(out: str | Path | None = None, url: str = PENNFUDAN_URL,
+                       sha256: str | None = PENNFUDAN_SHA256, progress: bool = True) -> tuple[DatasetPaths, str]:
+    """Download (or resume), check and convert Penn-Fudan into OUT (default: the data cache's pennfudan/).
+
+    Returns the dataset paths and the archive's SHA-256.
+    """
+    out = Path(out) if out is not None else cache_dir() / "pennfudan"
+    digest = download(url, out / "PennFudanPed.zip", sha256=sha256, progress=progress)
+    return convert(out / "PennFudanPed.zip", out), digest
+
+
+# --- command line -------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", choices=["pennfudan"], help="which dataset to download")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for the archive and the converted dataset (default: $FPNLAB_DATA/pennfudan, "
+                             "else ~/.cache/fpnlab/pennfudan)")
+    parser.add_argument("--url", default=PENNFUDAN_URL, help="where to download the archive from")
+    parser.add_argument("--sha256", default=PENNFUDAN_SHA256,
+                        help="expected SHA-256 of the archive (verified if given)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    paths, digest = download_pennfudan(args.out, url=args.url, sha256=args.sha256, progress=not args.no_progress)
+    check = "verified" if args.sha256 else "not verified: pass --sha256 to check it"
+    print(f"archive SHA-256 {digest} ({check})")
+    for split in SPLITS:
+        data = json.loads(paths.split(split)[1].read_text())
+        print(f"{paths.split(split)[0]}: {len(data['images'])} images, {len(data['annotations'])} people")
+    return 0

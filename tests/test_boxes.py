@@ -1,0 +1,187 @@
+"""Stage 4: box ops, checked by hand-worked answers and against torchvision."""
+import math
+
+import pytest
+import torch
+import torchvision
+from torchvision.models.detection._utils import BoxCoder as TvBoxCoder
+
+from fpnlab.boxes import (BoxCoder, batched_nms, box_area, box_iou, clip_boxes_to_image, nms,
+                          nms_reference, remove_small_boxes, xywh_to_xyxy, xyxy_to_xywh)
+from fpnlab.errors import FpnlabError
+from fpnlab.switch import reference_ops_enabled, set_reference_ops, use_reference_ops
+
+
+def random_boxes(n: int, gen: torch.Generator, extent: float = 200.0, max_side: float = 80.0) -> torch.Tensor:
+    xy = torch.rand(n, 2, generator=gen) * extent
+    wh = torch.rand(n, 2, generator=gen) * max_side + 0.5
+    return torch.cat([xy, xy + wh], dim=1)
+
+
+def test_format_conversion_and_area_known_answers():
+    xywh = torch.tensor([[10.0, 20.0, 30.0, 40.0]])
+    xyxy = xywh_to_xyxy(xywh)
+    assert xyxy.tolist() == [[10.0, 20.0, 40.0, 60.0]]
+    assert xyxy_to_xywh(xyxy).tolist() == xywh.tolist()
+    assert box_area(xyxy).tolist() == [1200.0]
+
+
+def test_box_iou_known_answer_and_torchvision():
+    a = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    b = torch.tensor([[5.0, 0.0, 15.0, 10.0], [20.0, 20.0, 30.0, 30.0], [0.0, 0.0, 10.0, 10.0]])
+    # overlap 5 x 10 = 50, union 100 + 100 - 50 = 150
+    assert torch.allclose(box_iou(a, b), torch.tensor([[50 / 150, 0.0, 1.0]]))
+    gen = torch.Generator().manual_seed(0)
+    x, y = random_boxes(50, gen), random_boxes(70, gen)
+    assert torch.equal(box_iou(x, y), torchvision.ops.box_iou(x, y))
+
+
+def test_box_iou_empty_gt_gives_empty_matrix():
+    assert box_iou(torch.zeros(0, 4), torch.ones(3, 4).cumsum(1)).shape == (0, 3)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.tensor([[10.0, 0.0, 5.0, 10.0]]), "x2 < x1"),
+    (torch.tensor([[0.0, 0.0, 5.0, float("nan")]]), "NaN"),
+    (torch.zeros(3, 5), r"\(N, 4\)"),
+    (torch.zeros(3, 4, dtype=torch.int64), "float"),
+])
+def test_box_ops_reject_invalid_boxes(bad, message):
+    good = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    with pytest.raises(FpnlabError, match=message):
+        box_iou(bad, good)
+    with pytest.raises(FpnlabError, match=message):
+        nms(bad, torch.ones(len(bad)), 0.5)
+
+
+def test_nms_rejects_mismatched_scores_and_nan_scores():
+    boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0]])
+    with pytest.raises(FpnlabError, match="scores"):
+        nms(boxes, torch.ones(3), 0.5)
+    with pytest.raises(FpnlabError, match="NaN"):
+        nms(boxes, torch.tensor([0.5, float("nan")]), 0.5)
+
+
+def test_box_coder_known_answer():
+    anchor = torch.tensor([[0.0, 0.0, 10.0, 20.0]])  # centre (5, 10), size 10 x 20
+    gt = torch.tensor([[2.0, 4.0, 22.0, 24.0]])  # centre (12, 14), size 20 x 20
+    deltas = BoxCoder((10.0, 10.0, 5.0, 5.0)).encode(gt, anchor)
+    expected = [10 * 7 / 10, 10 * 4 / 20, 5 * math.log(2.0), 5 * math.log(1.0)]
+    assert torch.allclose(deltas, torch.tensor([expected]))
+    assert torch.allclose(BoxCoder((10.0, 10.0, 5.0, 5.0)).decode(deltas, anchor), gt)
+
+
+@pytest.mark.parametrize("weights", [(1.0, 1.0, 1.0, 1.0), (10.0, 10.0, 5.0, 5.0)])
+def test_box_coder_equals_torchvision(weights):
+    gen = torch.Generator().manual_seed(1)
+    gt, proposals = random_boxes(300, gen), random_boxes(300, gen)
+    ours, theirs = BoxCoder(weights), TvBoxCoder(weights)
+    assert torch.equal(ours.encode(gt, proposals), theirs.encode_single(gt, proposals))
+    deltas = torch.randn(300, 4 * 3, generator=gen) * 3  # 3 classes, some dw/dh beyond the clip
+    assert torch.equal(ours.decode(deltas, proposals), theirs.decode_single(deltas, proposals))
+
+
+def test_box_coder_clamps_log_scale():
+    box = torch.tensor([[0.0, 0.0, 16.0, 16.0]])
+    decoded = BoxCoder().decode(torch.tensor([[0.0, 0.0, 100.0, 100.0]]), box)
+    side = decoded[0, 2] - decoded[0, 0]
+    assert side.item() == pytest.approx(1000.0, rel=1e-5)  # 16 * exp(log(1000 / 16))
+
+
+def test_box_coder_rejects_shape_mismatch():
+    with pytest.raises(FpnlabError, match="encode"):
+        BoxCoder().encode(torch.zeros(2, 4), torch.zeros(3, 4))
+    with pytest.raises(FpnlabError, match="decode"):
+        BoxCoder().decode(torch.zeros(2, 6), torch.zeros(2, 4))
+
+
+def test_clip_and_remove_small_boxes():
+    boxes = torch.tensor([[-5.0, -5.0, 50.0, 30.0], [10.0, 10.0, 10.5, 20.0], [90.0, 5.0, 120.0, 70.0]])
+    clipped = clip_boxes_to_image(boxes, (60, 100))  # (height, width)
+    assert clipped.tolist() == [[0.0, 0.0, 50.0, 30.0], [10.0, 10.0, 10.5, 20.0], [90.0, 5.0, 100.0, 60.0]]
+    assert torch.equal(clipped, torchvision.ops.clip_boxes_to_image(boxes, (60, 100)))
+    assert remove_small_boxes(clipped, 1.0).tolist() == [0, 2]
+    batched = clip_boxes_to_image(boxes.repeat(2, 1, 1), (60, 100))  # (2, 3, 4) also works
+    assert torch.equal(batched[1], clipped)
+
+
+def test_nms_known_answer():
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 11.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
+    scores = torch.tensor([0.8, 0.9, 0.3])
+    # box 1 wins, box 0 overlaps it with IoU 90 / 110 = 0.82 and goes; box 2 overlaps nothing
+    for fn in (nms, nms_reference):
+        assert fn(boxes, scores, 0.5).tolist() == [1, 2]
+        assert fn(boxes, scores, 0.85).tolist() == [1, 0, 2]
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
+def test_nms_reference_equals_torchvision_with_ties(threshold):
+    gen = torch.Generator().manual_seed(2)
+    for trial in range(40):
+        boxes = random_boxes(int(torch.randint(1, 400, (1,), generator=gen)), gen)
+        if trial % 2:
+            boxes = boxes.round()  # integer boxes: IoU lands exactly on thresholds like 60 / 200 = 0.3
+        if trial % 3:  # only 5 distinct scores: many ties
+            scores = torch.randint(0, 5, (len(boxes),), generator=gen).float()
+        else:
+            scores = torch.rand(len(boxes), generator=gen)
+        expected = torchvision.ops.nms(boxes, scores, threshold)
+        assert torch.equal(nms_reference(boxes, scores, threshold), expected), trial
+
+
+def test_nms_ties_keep_input_order():
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [50.0, 50.0, 60.0, 60.0]])
+    scores = torch.tensor([0.5, 0.5, 0.5])
+    assert nms_reference(boxes, scores, 0.5).tolist() == [0, 2] == torchvision.ops.nms(boxes, scores, 0.5).tolist()
+
+
+def test_nms_empty():
+    assert nms(torch.zeros(0, 4), torch.zeros(0), 0.5).shape == (0,)
+    assert nms_reference(torch.zeros(0, 4), torch.zeros(0), 0.5).shape == (0,)
+    assert batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long), 0.5).shape == (0,)
+
+
+def test_switch_routes_nms_and_restores():
+    assert not reference_ops_enabled()
+    with use_reference_ops():
+        assert reference_ops_enabled()
+        with use_reference_ops(False):
+            assert not reference_ops_enabled()
+        assert reference_ops_enabled()
+    assert not reference_ops_enabled()
+    set_reference_ops(True)
+    try:
+        assert reference_ops_enabled()
+    finally:
+        set_reference_ops(False)
+
+
+def test_nms_dispatch_uses_reference_under_switch(monkeypatch):
+    def broken_kernel(*args):
+        raise AssertionError("kernel called")
+    monkeypatch.setattr(torchvision.ops, "nms", broken_kernel)
+    boxes, scores = torch.tensor([[0.0, 0.0, 1.0, 1.0]]), torch.tensor([1.0])
+    with use_reference_ops():
+        assert nms(boxes, scores, 0.5).tolist() == [0]
+    with pytest.raises(AssertionError, match="kernel called"):
+        nms(boxes, scores, 0.5)
+
+
+def test_batched_nms_suppresses_only_within_groups():
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    groups = torch.tensor([0, 1, 0])
+    assert batched_nms(boxes, scores, groups, 0.5).tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_batched_nms_equals_torchvision(reference):
+    gen = torch.Generator().manual_seed(3)
+    boxes = random_boxes(600, gen, extent=300.0)
+    scores = torch.rand(600, generator=gen)
+    groups = torch.randint(0, 5, (600,), generator=gen)
+    with use_reference_ops(reference):
+        ours = batched_nms(boxes, scores, groups, 0.5)
+    assert torch.equal(ours, torchvision.ops.batched_nms(boxes, scores, groups, 0.5))
+    with pytest.raises(FpnlabError, match="groups"):
+        batched_nms(boxes, scores, groups[:10], 0.5)

@@ -1,0 +1,66 @@
+"""Stage 6: ROI-to-level assignment, FPN paper Eq. 1, against hand-worked answers and torchvision."""
+import math
+
+import pytest
+import torch
+from torchvision.ops.poolers import LevelMapper
+
+from fpnlab.errors import FpnlabError
+from fpnlab.levels import LEVEL_EPS, assign_levels, continuous_level
+
+
+def square(side: float, x0: float = 0.0) -> list[float]:
+    return [x0, x0, x0 + side, x0 + side]
+
+
+def test_known_answers():
+    boxes = torch.tensor([square(224), square(112), square(10), square(2000), square(448), square(111)])
+    # 224 -> k0 = 4; 112 -> 3; 10 -> 4 + log2(10/224) = -0.49 -> 0, clamped to 2; 2000 -> 7.2, clamped to 5
+    assert assign_levels(boxes).tolist() == [4, 3, 2, 5, 5, 2]
+    assert assign_levels(boxes, k_min=3, k_max=6).tolist() == [4, 3, 3, 6, 5, 3]
+
+
+def test_continuous_level():
+    assert continuous_level(224.0, 224.0) == 4.0
+    assert continuous_level(112.0, 448.0) == 4.0  # sqrt(w * h) = 224
+    assert math.isclose(continuous_level(10.0, 10.0), 4 + math.log2(10 / 224))
+    ks = continuous_level(torch.tensor([112.0, 448.0]), torch.tensor([112.0, 448.0]))
+    assert torch.allclose(ks, torch.tensor([3.0, 5.0]))
+
+
+def test_epsilon_keeps_boundary_boxes_on_the_coarser_level():
+    # In float32, 288.6 + 224 is stored as 512.59998, so this box is 223.99998 wide: mathematically a
+    # 224 box (level 4), but log2 gives 3.9999999; without the epsilon the floor would say level 3.
+    box = torch.tensor([square(224.0, x0=288.6)])
+    raw = 4 + torch.log2(torch.sqrt((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])) / 224)
+    assert torch.floor(raw).item() == 3.0 and torch.floor(raw + LEVEL_EPS).item() == 4.0
+    assert assign_levels(box).tolist() == [4]
+
+
+def test_equals_torchvision_level_mapper_on_random_boxes():
+    gen = torch.Generator().manual_seed(0)
+    xy = torch.rand(5000, 2, generator=gen) * 800
+    wh = torch.rand(5000, 2, generator=gen) ** 2 * 900 + 0.1  # many small boxes, some huge
+    boxes = torch.cat([xy, xy + wh], dim=1)
+    for k_min, k_max in [(2, 5), (3, 6), (4, 4)]:
+        expected = LevelMapper(k_min, k_max)([boxes]) + k_min  # torchvision returns k - k_min
+        assert torch.equal(assign_levels(boxes, k_min, k_max), expected)
+
+
+def test_equals_torchvision_level_mapper_on_boundaries():
+    offsets = torch.arange(0.0, 600.0, 0.37)  # non-integer corners give float round-off in the widths
+    sides = torch.tensor([56.0, 112.0, 224.0, 448.0, 896.0])
+    boxes = torch.tensor([square(s.item(), x0=o.item()) for s in sides for o in offsets])
+    # rectangles with w * h = 224^2 exactly in real numbers
+    widths = torch.arange(1.0, 2000.0)
+    rects = torch.stack([torch.zeros_like(widths), torch.zeros_like(widths), widths, 224.0 * 224.0 / widths], dim=1)
+    for b in (boxes, rects):
+        assert torch.equal(assign_levels(b), LevelMapper(2, 5)([b]) + 2)
+    assert set(assign_levels(rects).tolist()) == {4}
+
+
+def test_degenerate_and_invalid_boxes():
+    assert assign_levels(torch.tensor([[5.0, 5.0, 5.0, 9.0]])).tolist() == [2]  # zero area -> k_min
+    with pytest.raises(FpnlabError, match="x2 < x1"):
+        assign_levels(torch.tensor([[50.0, 0.0, 10.0, 224.0]]))
+    assert assign_levels(torch.zeros(0, 4)).shape == (0,)
