@@ -1,0 +1,86 @@
+"""Training targets (stages 5 and 8): which ground-truth box each anchor or proposal stands for, and which to learn from.
+
+Both heads learn the same way (Faster R-CNN paper, Sec. 3.1.2):
+
+    Matcher                            IoU with the best ground-truth box -> that box's index, or
+                                       "background" (IoU < low), or "ignore" (low <= IoU < high).
+                                       RPN: 0.7 / 0.3 plus low-quality matches; Fast R-CNN: 0.5 / 0.5.
+    BalancedPositiveNegativeSampler    a random mini-batch of positives and negatives per image:
+                                       RPN 256 anchors, half positive; Fast R-CNN 512 ROIs, a quarter.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from fpnlab.errors import FpnlabError
+
+BELOW_LOW_THRESHOLD = -1  # background
+BETWEEN_THRESHOLDS = -2  # ignored: neither a good nor a clearly bad match
+
+
+class Matcher:
+    """Match each prediction (anchor or proposal) to the ground-truth box it overlaps most.
+
+    ``__call__(iou)`` takes the (M gt, N predictions) IoU matrix and returns (N,) int64: the gt index
+    (>= 0) for IoU >= ``high_threshold``, BELOW_LOW_THRESHOLD (-1) for IoU < ``low_threshold`` and
+    BETWEEN_THRESHOLDS (-2) in between.
+
+    ``allow_low_quality_matches`` (the RPN's rule (i), Faster R-CNN Sec. 3.1.2): a gt box whose best IoU
+    is below ``high_threshold`` would get no positive at all, so the prediction(s) reaching that best
+    IoU (ties included) are matched too, each to its own best gt, as in torchvision. One intentional
+    difference: a gt box that overlaps no prediction at all (best IoU 0) is skipped, whereas
+    torchvision would turn every prediction with IoU 0 into a positive (this cannot happen with the
+    dense FPN anchors and valid boxes, so results are the same).
+    With no gt boxes (M = 0) every prediction is background.
+    """
+
+    def __init__(self, high_threshold: float, low_threshold: float, allow_low_quality_matches: bool = False) -> None:
+        if not 0.0 <= low_threshold <= high_threshold <= 1.0:
+            raise FpnlabError(f"Matcher needs 0 <= low_threshold <= high_threshold <= 1, "
+                              f"got {low_threshold} and {high_threshold}.")
+        self.high_threshold, self.low_threshold = high_threshold, low_threshold
+        self.allow_low_quality_matches = allow_low_quality_matches
+
+    def __call__(self, iou: Tensor) -> Tensor:
+        """(M, N) IoU of gt boxes x predictions -> (N,) matched gt index, or -1 / -2."""
+        if iou.shape[0] == 0:  # an image without objects: everything is background
+            return torch.full((iou.shape[1],), BELOW_LOW_THRESHOLD, dtype=torch.int64, device=iou.device)
+        best_iou, best_gt = iou.max(dim=0)  # (N,) each: the best gt of every prediction
+        matches = best_gt.clone()
+        matches[best_iou < self.low_threshold] = BELOW_LOW_THRESHOLD
+        matches[(best_iou >= self.low_threshold) & (best_iou < self.high_threshold)] = BETWEEN_THRESHOLDS
+        if self.allow_low_quality_matches:
+            best_for_gt = iou.max(dim=1).values  # (M,) the best IoU each gt reaches
+            is_best = (iou == best_for_gt[:, None]) & (best_for_gt[:, None] > 0)  # (M, N), ties included
+            rescued = is_best.any(dim=0)  # (N,)
+            matches[rescued] = best_gt[rescued]
+        return matches
+
+
+class BalancedPositiveNegativeSampler:
+    """Sample ``batch_size_per_image`` examples of one image, at most ``positive_fraction`` of them positive.
+
+    ``__call__(labels)`` takes (N,) labels (>= 1 positive, 0 negative, -1 ignored) and returns the
+    indices of the sampled positives and negatives, chosen uniformly at random without replacement.
+    With too few positives the batch is filled with negatives (the total may still be smaller).
+    """
+
+    def __init__(self, batch_size_per_image: int, positive_fraction: float) -> None:
+        if batch_size_per_image < 1 or not 0.0 <= positive_fraction <= 1.0:
+            raise FpnlabError(f"BalancedPositiveNegativeSampler needs batch_size_per_image >= 1 and a positive "
+                              f"fraction in [0, 1], got {batch_size_per_image} and {positive_fraction}.")
+        self.batch_size_per_image, self.positive_fraction = batch_size_per_image, positive_fraction
+
+    def __call__(self, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """(N,) labels -> (indices of sampled positives (P,), indices of sampled negatives (Q,))."""
+        positive = torch.where(labels >= 1)[0]
+        negative = torch.where(labels == 0)[0]
+        num_pos = min(int(self.batch_size_per_image * self.positive_fraction), len(positive))
+        num_neg = min(self.batch_size_per_image - num_pos, len(negative))
+        return _random_subset(positive, num_pos), _random_subset(negative, num_neg)
+
+
+def _random_subset(indices: Tensor, k: int) -> Tensor:
+    """k of ``indices`` picked uniformly at random, without replacement."""
+    return indices[torch.randperm(len(indices), device=indices.device)[:k]]

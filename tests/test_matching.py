@@ -1,0 +1,92 @@
+"""Matcher (0.7 / 0.3, low-quality matches) and the balanced positive / negative sampler."""
+import pytest
+import torch
+from torchvision.models.detection import _utils as tv_utils
+
+from fpnlab.errors import FpnlabError
+from fpnlab.matching import BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS, BalancedPositiveNegativeSampler, Matcher
+
+# 2 gt boxes (rows) x 5 predictions (columns)
+IOU = torch.tensor([[0.90, 0.50, 0.10, 0.00, 0.20],
+                    [0.10, 0.60, 0.20, 0.25, 0.20]])
+
+
+def test_thresholds_worked_by_hand():
+    # best IoU per prediction: 0.9 (gt 0) positive, 0.6 (gt 1) between -> ignored, 0.2 / 0.25 / 0.2 background
+    assert Matcher(0.7, 0.3)(IOU).tolist() == [0, BETWEEN_THRESHOLDS, -1, -1, -1]
+    # Fast R-CNN's 0.5 / 0.5: no "between" band
+    assert Matcher(0.5, 0.5)(IOU).tolist() == [0, 1, -1, -1, -1]
+
+
+def test_low_quality_matches_keep_each_gts_best_prediction():
+    # gt 1 reaches at most 0.6 (prediction 1): that prediction becomes its positive
+    assert Matcher(0.7, 0.3, allow_low_quality_matches=True)(IOU).tolist() == [0, 1, -1, -1, -1]
+    # ties: both predictions reaching gt 0's best IoU (0.4) are kept; prediction 2 is gt 1's best (0.2)
+    # but overlaps gt 0 more (0.3), so, as in torchvision, it is matched to gt 0
+    iou = torch.tensor([[0.40, 0.40, 0.30],
+                        [0.00, 0.10, 0.20]])
+    assert Matcher(0.7, 0.3)(iou).tolist() == [BETWEEN_THRESHOLDS] * 3
+    assert Matcher(0.7, 0.3, allow_low_quality_matches=True)(iou).tolist() == [0, 0, 0]
+
+
+def test_no_gt_means_all_background_and_a_gt_overlapping_nothing_adds_no_match():
+    assert Matcher(0.7, 0.3, True)(torch.zeros(0, 6)).tolist() == [BELOW_LOW_THRESHOLD] * 6
+    iou = torch.tensor([[0.8, 0.0, 0.0], [0.0, 0.0, 0.0]])  # gt 1 overlaps no prediction
+    assert Matcher(0.7, 0.3, True)(iou).tolist() == [0, -1, -1]
+
+
+@pytest.mark.parametrize("low_quality", [False, True])
+def test_equals_torchvision_matcher_on_random_iou(low_quality):
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        iou = torch.rand(4, 300, generator=gen) ** 3  # many low values, some high
+        iou[:, :5] = 0.45  # ties
+        expected = tv_utils.Matcher(0.7, 0.3, low_quality)(iou.clone())
+        assert torch.equal(Matcher(0.7, 0.3, low_quality)(iou), expected)
+
+
+def test_matcher_rejects_bad_thresholds():
+    with pytest.raises(FpnlabError, match="low_threshold"):
+        Matcher(0.3, 0.7)
+
+
+def labels_with(num_pos: int, num_neg: int, num_ignored: int) -> torch.Tensor:
+    labels = torch.cat([torch.randint(1, 4, (num_pos,)), torch.zeros(num_neg, dtype=torch.long),
+                        torch.full((num_ignored,), -1)])
+    return labels[torch.randperm(len(labels))]
+
+
+@pytest.mark.parametrize("num_pos, num_neg, expected", [
+    (10, 1000, (10, 246)),  # few positives: the rest of the 256 are negatives
+    (500, 1000, (128, 128)),  # half positive at most
+    (3, 5, (3, 5)),  # fewer than 256 in all
+    (0, 1000, (0, 256)),  # an image without objects
+])
+def test_sampler_counts(num_pos, num_neg, expected):
+    torch.manual_seed(0)
+    labels = labels_with(num_pos, num_neg, 200)
+    positive, negative = BalancedPositiveNegativeSampler(256, 0.5)(labels)
+    assert (len(positive), len(negative)) == expected
+    assert (labels[positive] >= 1).all() and (labels[negative] == 0).all()
+    assert len(set(positive.tolist())) == len(positive) and len(set(negative.tolist())) == len(negative)
+
+
+def test_sampler_quarter_positive_for_fast_rcnn_and_randomness():
+    labels = labels_with(400, 2000, 0)
+    torch.manual_seed(1)
+    positive, negative = BalancedPositiveNegativeSampler(512, 0.25)(labels)
+    assert (len(positive), len(negative)) == (128, 384)
+    torch.manual_seed(2)
+    other, _ = BalancedPositiveNegativeSampler(512, 0.25)(labels)
+    assert set(other.tolist()) != set(positive.tolist())  # a random subset, not the first 128
+
+
+def test_sampler_draws_like_torchvision_for_the_same_seed():
+    labels = [labels_with(40, 3000, 100).float(), labels_with(300, 500, 7).float()]
+    torch.manual_seed(3)
+    tv_pos, tv_neg = tv_utils.BalancedPositiveNegativeSampler(256, 0.5)(labels)
+    torch.manual_seed(3)
+    ours = [BalancedPositiveNegativeSampler(256, 0.5)(lab) for lab in labels]
+    for (pos, neg), pos_mask, neg_mask in zip(ours, tv_pos, tv_neg):
+        assert torch.equal(pos.sort().values, torch.where(pos_mask)[0])
+        assert torch.equal(neg.sort().values, torch.where(neg_mask)[0])

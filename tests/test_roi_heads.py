@@ -1,0 +1,137 @@
+"""Stage 8, the Fast R-CNN head: 2fc head, predictor, ROI sampling, losses and post-processing."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models.detection.roi_heads import RoIHeads as TvRoIHeads
+
+from fpnlab.poolers import MultiScaleRoIPooler
+from fpnlab.roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHead
+from fpnlab.rpn import SMOOTH_L1_BETA
+from fpnlab.transform import ImageBatch
+
+
+def test_head_and_predictor_shapes():
+    head = TwoMLPHead(16 * 7 * 7, representation_size=32)
+    predictor = FastRCNNPredictor(32, num_classes=5)
+    scores, deltas = predictor(head(torch.rand(6, 16, 7, 7)))
+    assert tuple(scores.shape) == (6, 5) and tuple(deltas.shape) == (6, 20)  # class-specific: 4 per class
+    assert head(torch.randn(3, 16, 7, 7)).min() >= 0  # ReLU after fc7
+
+
+def tv_heads(num_classes: int = 4) -> TvRoIHeads:
+    return TvRoIHeads(None, None, None, 0.5, 0.5, 512, 0.25, None, 0.05, 0.5, 100)
+
+
+def our_heads(num_classes: int = 4, channels: int = 4) -> RoIHeads:
+    return RoIHeads(MultiScaleRoIPooler(), TwoMLPHead(channels * 49, 8), FastRCNNPredictor(8, num_classes))
+
+
+def random_proposals(n: int, extent: float, gen: torch.Generator) -> torch.Tensor:
+    xy = torch.rand(n, 2, generator=gen) * extent
+    return torch.cat([xy, xy + torch.rand(n, 2, generator=gen) * extent / 2 + 1], dim=1)
+
+
+def canonical(rows: torch.Tensor) -> torch.Tensor:
+    """Rows sorted lexicographically (order among exactly equal scores is arbitrary)."""
+    return rows[np.lexsort(rows.numpy().T[::-1])]
+
+
+def test_postprocess_equals_torchvision():
+    gen = torch.Generator().manual_seed(0)
+    proposals = [random_proposals(300, 300, gen), random_proposals(200, 300, gen)]
+    logits, deltas = torch.randn(500, 4, generator=gen) * 2, torch.randn(500, 16, generator=gen)
+    sizes = [(320, 400), (300, 416)]
+    expected_boxes, expected_scores, expected_labels = tv_heads().postprocess_detections(logits, deltas, proposals, sizes)
+    detections = our_heads().postprocess(logits, deltas, proposals, sizes)
+    for ours, boxes, scores, labels in zip(detections, expected_boxes, expected_scores, expected_labels):
+        assert len(ours["boxes"]) == len(boxes) == 100  # the per-image cap
+        assert (ours["scores"] > 0.05).all() and (ours["labels"] >= 1).all()
+        rows = torch.cat([ours["boxes"], ours["scores"][:, None], ours["labels"][:, None].float()], 1)
+        expected = torch.cat([boxes, scores[:, None], labels[:, None].float()], 1)
+        assert torch.allclose(canonical(rows), canonical(expected), atol=1e-5)
+        assert (ours["boxes"][:, 2] <= 416).all() and (ours["boxes"] >= 0).all()  # clipped to the image
+
+
+def test_roi_sampling_counts_and_equals_torchvision_for_the_same_seed():
+    gen = torch.Generator().manual_seed(1)
+    gt = torch.tensor([[10.0, 10.0, 90.0, 120.0], [150.0, 40.0, 300.0, 200.0], [30.0, 200.0, 80.0, 260.0]])
+    near_gt = gt.repeat(100, 1) + torch.randn(300, 4, generator=gen) * 4  # many positives
+    proposals = [torch.cat([random_proposals(900, 300, gen), near_gt.clamp(min=0)]), random_proposals(50, 300, gen)]
+    targets = [{"boxes": gt, "labels": torch.tensor([1, 3, 2])},
+               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]
+    heads = our_heads()
+    torch.manual_seed(0)
+    rois, labels, regression_targets = heads.sample_proposals(proposals, targets)
+    assert [len(r) for r in rois] == [512, 50]  # the second image has only 50 proposals, all background
+    first = labels[:512]
+    assert (first > 0).sum() == 128 and (first == 0).sum() == 384  # a quarter positive
+    assert (labels[512:] == 0).all() and len(regression_targets) == 128
+    torch.manual_seed(0)  # torchvision samples the same ROIs from the same random numbers
+    tv_rois, _, tv_labels, tv_targets = tv_heads().select_training_samples(proposals, targets)
+    for ours, our_labels, theirs, their_labels in zip(rois, labels.split([512, 50]), tv_rois, tv_labels):
+        assert torch.equal(canonical(torch.cat([ours, our_labels[:, None].float()], 1)),
+                           canonical(torch.cat([theirs, their_labels[:, None].float()], 1)))
+    positive = tv_labels[0] > 0
+    assert torch.allclose(canonical(torch.cat([rois[0][first > 0], regression_targets], 1)),
+                          canonical(torch.cat([tv_rois[0][positive], tv_targets[0][positive]], 1)), atol=1e-6)
+
+
+def tiny_heads() -> tuple[RoIHeads, dict[str, torch.Tensor], ImageBatch]:
+    """3 classes; the predictor's weights are zero, so every ROI gets logits (0.2, 1.0, -0.5) and deltas 0."""
+    heads = our_heads(num_classes=3)
+    with torch.no_grad():
+        heads.predictor.cls_score.weight.zero_()
+        heads.predictor.cls_score.bias.copy_(torch.tensor([0.2, 1.0, -0.5]))
+        heads.predictor.bbox_pred.weight.zero_()
+        heads.predictor.bbox_pred.bias.zero_()
+    features = {f"p{k}": torch.rand(1, 4, 64 // 2 ** k, 64 // 2 ** k) for k in range(2, 6)}
+    return heads.train(), features, ImageBatch(torch.zeros(1, 3, 64, 64), [(64, 64)])
+
+
+def smooth_l1(x: float, beta: float = SMOOTH_L1_BETA) -> float:
+    return 0.5 * x * x / beta if abs(x) < beta else abs(x) - 0.5 * beta
+
+
+def test_loss_worked_by_hand():
+    heads, features, batch = tiny_heads()
+    gt = {"boxes": torch.tensor([[8.0, 8.0, 40.0, 40.0]]), "labels": torch.tensor([2])}
+    # proposal A: IoU 32*32 / (32*40) = 0.8 -> class 2; proposal B: no overlap -> background; the gt box
+    # itself is added as a proposal -> class 2. All three are sampled (2 positives <= 128, 1 negative).
+    proposals = [torch.tensor([[8.0, 8.0, 40.0, 48.0], [50.0, 50.0, 60.0, 60.0]])]
+    _, losses = heads(features, proposals, batch, [gt])
+    lse = math.log(math.exp(0.2) + math.exp(1.0) + math.exp(-0.5))
+    classifier = (2 * (lse - (-0.5)) + (lse - 0.2)) / 3  # cross-entropy: two of class 2, one background
+    # A -> gt: centre y moves -4 on a 40 high box, height shrinks 32/40; weights (10, 10, 5, 5)
+    targets_a = [0.0, 10 * -4 / 40, 5 * math.log(1.0), 5 * math.log(32 / 40)]
+    box = sum(smooth_l1(t) for t in targets_a) / 3  # the gt proposal's targets are 0; mean over 3 ROIs
+    assert losses["loss_classifier"].item() == pytest.approx(classifier, rel=1e-6)
+    assert losses["loss_box_reg"].item() == pytest.approx(box, rel=1e-5)
+
+
+def test_image_without_objects_trains_as_background():
+    heads, features, batch = tiny_heads()
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    _, losses = heads(features, [torch.tensor([[8.0, 8.0, 40.0, 48.0], [50.0, 50.0, 60.0, 60.0]])], batch, [empty])
+    lse = math.log(math.exp(0.2) + math.exp(1.0) + math.exp(-0.5))
+    assert losses["loss_classifier"].item() == pytest.approx(lse - 0.2, rel=1e-6)
+    assert losses["loss_box_reg"].item() == 0.0
+    sum(losses.values()).backward()
+    assert torch.isfinite(heads.predictor.cls_score.bias.grad).all()
+
+
+def test_eval_forward_returns_detections_per_image():
+    heads, features, batch = tiny_heads()
+    heads.eval()
+    features = {name: f.expand(2, -1, -1, -1) for name, f in features.items()}
+    batch = ImageBatch(torch.zeros(2, 3, 64, 64), [(64, 64), (48, 60)])
+    proposals = [torch.tensor([[8.0, 8.0, 40.0, 48.0]]), torch.tensor([[0.0, 0.0, 30.0, 20.0], [5.0, 5.0, 9.0, 9.0]])]
+    detections, losses = heads(features, proposals, batch)
+    assert losses == {}
+    # every ROI scores softmax(0.2, 1.0, -0.5) = (0.28, 0.62, 0.10): classes 1 and 2 pass 0.05, deltas are 0
+    probs = torch.softmax(torch.tensor([0.2, 1.0, -0.5]), 0)
+    assert [len(d["boxes"]) for d in detections] == [2, 4]
+    assert torch.allclose(detections[0]["scores"], probs[[1, 2]])
+    assert detections[0]["labels"].tolist() == [1, 2]
+    assert torch.allclose(detections[0]["boxes"], proposals[0].expand(2, 4))
