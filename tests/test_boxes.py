@@ -174,12 +174,13 @@ def test_batched_nms_suppresses_only_within_groups():
     assert batched_nms(boxes, scores, groups, 0.5).tolist() == [0, 1]
 
 
+@pytest.mark.parametrize("n", [600, 2500])  # 2500: the per-group CPU branch
 @pytest.mark.parametrize("reference", [False, True])
-def test_batched_nms_equals_torchvision(reference):
+def test_batched_nms_equals_torchvision(reference, n):
     gen = torch.Generator().manual_seed(3)
-    boxes = random_boxes(600, gen, extent=300.0)
-    scores = torch.rand(600, generator=gen)
-    groups = torch.randint(0, 5, (600,), generator=gen)
+    boxes = random_boxes(n, gen, extent=300.0)
+    scores = torch.rand(n, generator=gen)
+    groups = torch.randint(0, 5, (n,), generator=gen)
     with use_reference_ops(reference):
         ours = batched_nms(boxes, scores, groups, 0.5)
     assert torch.equal(ours, torchvision.ops.batched_nms(boxes, scores, groups, 0.5))
