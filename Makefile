@@ -25,5 +25,11 @@ lab: $(VENV)/.lab-installed
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The shipped demo detector data/checkpoints/demo.pt: the demo preset trained on shapes-mini (CPU, 10-25 min),
+# exported in float16, then scored on shapes-mini val; figures in results/demo_training.json and demo_checkpoint.json.
+checkpoint: $(VENV)/.test-installed
+	$(BIN)/python -m fpnlab train --preset demo --run-dir runs/demo --export data/checkpoints/demo.pt --result demo_training --no-progress
+	$(BIN)/python -m fpnlab eval --checkpoint data/checkpoints/demo.pt --proposals --levels --result demo_checkpoint --no-progress
+
 clean:
 	rm -rf $(VENV) build *.egg-info

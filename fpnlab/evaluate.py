@@ -1,0 +1,282 @@
+"""Evaluation as the FPN paper reports it: COCO box AP (Table 3), proposal recall (Table 1), pyramid levels.
+
+    coco_metrics(model, dataset)       AP, AP50, AP75, AP_s/m/l, AR1/10/100, AR_s/m/l via pycocotools
+    proposal_recall(model, dataset)    the RPN alone: AR@100, AR@1000, AR_s/m/l@1000 (paper Table 1)
+    level_statistics(model, dataset)   GT boxes, positive anchors, proposals and ROIs per pyramid level
+    format_table(metrics)              any of the above as a text table
+
+AP and AR average over IoU thresholds 0.5:0.05:0.95 (COCO); _s/_m/_l restrict the ground truth to
+small (area < 32^2), medium and large (area > 96^2) objects. pycocotools reports -1 for a size range
+without ground truth; these functions keep that convention.
+
+Under DDP each process evaluates every world_size-th image and the results are gathered, so every
+process returns the same numbers for the whole dataset.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import math
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from fpnlab.boxes import box_iou, xyxy_to_xywh
+from fpnlab.errors import FpnlabError
+from fpnlab.levels import assign_levels
+from fpnlab.transform import resize_boxes
+
+COCO_METRICS = ("AP", "AP50", "AP75", "AP_s", "AP_m", "AP_l", "AR1", "AR10", "AR100", "AR_s", "AR_m", "AR_l")
+PROPOSAL_METRICS = ("AR@100", "AR@1000", "AR_s@1000", "AR_m@1000", "AR_l@1000")
+PROPOSAL_MAX_DETS = (100, 1000)
+
+
+# --- running the model over a dataset -----------------------------------------------------------
+
+def my_indices(dataset: Any, max_images: int | None) -> list[int]:
+    """The dataset indices this process evaluates: all of them, or its share under DDP."""
+    n = min(len(dataset), max_images or len(dataset))
+    if dist.is_initialized():
+        return list(range(dist.get_rank(), n, dist.get_world_size()))
+    return list(range(n))
+
+
+def gather(items: list) -> list:
+    """The concatenation of every process's `items` (just `items` without DDP)."""
+    if not dist.is_initialized():
+        return items
+    parts: list[list] = [[] for _ in range(dist.get_world_size())]
+    dist.all_gather_object(parts, items)
+    return [item for part in parts for item in part]
+
+
+def batches(dataset: Any, max_images: int | None, batch_size: int, progress: bool,
+            desc: str) -> Iterator[list[tuple[Tensor, dict[str, Any]]]]:
+    """This process's (image, target) samples, `batch_size` at a time, with a progress bar."""
+    indices = my_indices(dataset, max_images)
+    for start in tqdm(range(0, len(indices), batch_size), desc=desc, unit="batch", disable=not progress):
+        yield [dataset[i] for i in indices[start:start + batch_size]]
+
+
+@torch.inference_mode()
+def run_over(model: nn.Module, dataset: Any, predict: Callable[[list[Tensor]], list[dict[str, Tensor]]],
+             max_images: int | None, batch_size: int, progress: bool, desc: str) -> list[tuple[int, dict]]:
+    """[(image_id, output), ...] of `predict(images)` over this process's images, in eval mode."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    results = []
+    for samples in batches(dataset, max_images, batch_size, progress, desc):
+        outputs = predict([image.to(device) for image, _ in samples])
+        results += [(target["image_id"], {k: v.cpu() for k, v in out.items()})
+                    for (_, target), out in zip(samples, outputs)]
+    model.train(was_training)
+    return results
+
+
+def cocoeval(coco_gt: Any, results: list[dict[str, Any]], image_ids: list[int], use_cats: bool,
+             max_dets: tuple[int, ...]) -> Any:
+    """pycocotools' COCOeval (bbox) of `results` over `image_ids`, evaluated and accumulated, quietly."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    coco_dt = COCO()  # COCO.loadRes without its prints and its failure on an empty result list
+    coco_dt.dataset = {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"],
+                       "annotations": [{**r, "id": i + 1, "area": r["bbox"][2] * r["bbox"][3], "iscrowd": 0}
+                                       for i, r in enumerate(results)]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_dt.createIndex()
+        evaluator = COCOeval(coco_gt, coco_dt, "bbox")
+        evaluator.params.imgIds = sorted(image_ids)
+        evaluator.params.useCats = int(use_cats)
+        evaluator.params.maxDets = list(max_dets)
+        evaluator.evaluate()
+        evaluator.accumulate()
+    return evaluator
+
+
+# --- the metrics --------------------------------------------------------------------------------
+
+def coco_metrics(model: nn.Module, dataset: Any, max_images: int | None = None, batch_size: int = 4,
+                 progress: bool = True) -> dict[str, float]:
+    """COCO box metrics of the detector on `dataset` (a CocoDetection): {"AP": ..., ..., "AR_l": ...}.
+
+    Labels are mapped back to the annotation file's category ids with dataset.label_to_cat_id.
+    """
+    outputs = run_over(model, dataset, model, max_images, batch_size, progress, "eval")
+    results = [{"image_id": image_id, "category_id": dataset.label_to_cat_id[int(label)],
+                "bbox": box, "score": float(score)}
+               for image_id, out in outputs
+               for box, label, score in zip(xyxy_to_xywh(out["boxes"]).tolist(), out["labels"], out["scores"])]
+    evaluator = cocoeval(dataset.coco, gather(results), gather([i for i, _ in outputs]), use_cats=True,
+                         max_dets=(1, 10, 100))
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator.summarize()  # stats: the 12 numbers of COCO_METRICS, in that order
+    return {name: float(value) for name, value in zip(COCO_METRICS, evaluator.stats)}
+
+
+def proposal_recall(model: nn.Module, dataset: Any, max_images: int | None = None, batch_size: int = 4,
+                    progress: bool = True) -> dict[str, float]:
+    """Average recall of the RPN's proposals, class-agnostic (FPN paper, Table 1).
+
+    AR is recall averaged over IoU 0.5:0.05:0.95 (pycocotools with useCats=0), for the top 100 and the
+    top 1000 proposals per image, and by object size at 1000. The RPN must keep >= 1000 proposals
+    after NMS (rpn_post_nms_top_n_test) for AR@1000 to mean what the paper means.
+    """
+    outputs = run_over(model, dataset, model.propose, max_images, batch_size, progress, "proposals")
+    any_category = next(iter(dataset.label_to_cat_id.values()))  # ignored with useCats=0
+    results = [{"image_id": image_id, "category_id": any_category, "bbox": box, "score": float(score)}
+               for image_id, out in outputs
+               for box, score in zip(xyxy_to_xywh(out["boxes"]).tolist(), out["scores"])]
+    evaluator = cocoeval(dataset.coco, gather(results), gather([i for i, _ in outputs]), use_cats=False,
+                         max_dets=PROPOSAL_MAX_DETS)
+    recall = evaluator.eval["recall"]  # (IoU thresholds, 1 category, 4 area ranges, 2 max dets)
+
+    def mean_recall(area: int, max_det: int) -> float:
+        r = recall[:, 0, area, max_det]
+        return float(np.mean(r[r > -1])) if (r > -1).any() else -1.0
+
+    all_, small, medium, large = range(4)  # COCOeval's area ranges: all, small, medium, large
+    return {"AR@100": mean_recall(all_, 0), "AR@1000": mean_recall(all_, 1), "AR_s@1000": mean_recall(small, 1),
+            "AR_m@1000": mean_recall(medium, 1), "AR_l@1000": mean_recall(large, 1)}
+
+
+@torch.inference_mode()
+def level_statistics(model: nn.Module, dataset: Any, max_images: int | None = None, batch_size: int = 4,
+                     progress: bool = True) -> dict[str, dict[str, int]]:
+    """How many of each land on each pyramid level, summed over the images: {"p2": {"gt": n, ...}, ...}.
+
+        gt         ground-truth boxes, by FPN Eq. 1 (fpnlab.levels.assign_levels, k in 2..5), measured
+                   at the detector's input scale (after its resize)
+        anchors    positive anchors: those the RPN's own Matcher assigns to a ground-truth box
+                   (IoU >= 0.7, or a box's best anchor), counted on the level they sit on
+        proposals  the RPN's proposals (eval mode, after NMS), on the level of the anchor they came from
+        rois       the same proposals as ROIs, on the level Eq. 1 pools them from (none when rpn_only)
+
+    Rows are levels k, named "p<k>" (a single-scale C4 or C5 model uses k = 4 or 5).
+    """
+    device = next(model.parameters()).device
+    level_of_name = {name: int(math.log2(stride)) for name, stride in model.neck.strides.items()}
+    counts: Counter[tuple[str, int]] = Counter()
+
+    def count(kind: str, levels: Tensor) -> None:
+        counts.update({(kind, k): n for k, n in Counter(levels.tolist()).items()})
+
+    for samples in batches(dataset, max_images, batch_size, progress, "levels"):
+        seen = model.inspect([image.to(device) for image, _ in samples])
+        anchors = torch.cat([seen["anchors"][name] for name in seen["levels"]])  # (sum H*W*A, 4)
+        anchor_levels = torch.cat([torch.full((len(seen["anchors"][name]),), level_of_name[name])
+                                   for name in seen["levels"]])  # (sum H*W*A,)
+        for i, (_, target) in enumerate(samples):
+            gt = resize_boxes(target["boxes"].to(device), seen["input_sizes"][i], seen["image_sizes"][i])  # (G, 4)
+            count("gt", assign_levels(gt))
+            if len(gt):
+                matched = model.rpn.matcher(box_iou(gt, anchors)) >= 0  # (sum H*W*A,)
+                count("anchors", anchor_levels[matched.cpu()])
+            count("proposals", seen["proposal_levels"][i])
+            if "roi_levels" in seen:
+                count("rois", seen["roi_levels"][i])
+
+    totals: Counter[tuple[str, int]] = Counter()
+    for part in gather([counts]):
+        totals.update(part)
+    kinds = ("gt", "anchors", "proposals", "rois")
+    return {f"p{k}": {kind: totals[kind, k] for kind in kinds} for k in sorted({k for _, k in totals})}
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+def format_table(metrics: dict[str, Any], title: str | None = None) -> str:
+    """A text table: one row for {name: value}, one row per key for {row: {name: value}}.
+
+    Floats show three decimals; pycocotools' -1 (no ground truth of that size) shows as "-".
+    """
+    rows = metrics if all(isinstance(v, dict) for v in metrics.values()) else {"": metrics}
+    columns = list(dict.fromkeys(name for row in rows.values() for name in row))
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "-" if value == -1 else f"{value:.3f}"
+        return str(value)
+
+    label_width = max(len(str(label)) for label in rows)
+    widths = [max(len(c), *(len(cell(row.get(c, ""))) for row in rows.values())) for c in columns]
+    lines = [title] if title else []
+    lines.append(" " * label_width + "".join(f"  {c:>{w}}" for c, w in zip(columns, widths)))
+    for label, row in rows.items():
+        lines.append(f"{label:<{label_width}}" + "".join(f"  {cell(row.get(c, '')):>{w}}" for c, w in zip(columns, widths)))
+    return "\n".join(lines)
+
+
+# --- command line -------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="checkpoint or exported model (default: the shipped demo model)")
+    parser.add_argument("--dataset", default=None,
+                        help="'shapes-mini', 'pennfudan' or a dataset folder (default: the one it was trained on)")
+    parser.add_argument("--split", default="val", choices=("train", "val"), help="split to evaluate (default val)")
+    parser.add_argument("--max-images", type=int, default=None, help="evaluate the first N images only")
+    parser.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4)")
+    parser.add_argument("--proposals", action="store_true", help="also score the RPN's proposals (AR, paper Table 1)")
+    parser.add_argument("--levels", action="store_true", help="also count GT boxes, anchors, proposals, ROIs per level")
+    parser.add_argument("--result", default=None, metavar="NAME", help="record the numbers in results/NAME.json")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fpnlab.checkpoint import DEMO_CHECKPOINT
+    from fpnlab.train import command_line, init_distributed, resolve_device
+
+    if args.max_images is not None and args.max_images < 1:
+        raise FpnlabError(f"--max-images must be >= 1, got {args.max_images}.")
+    device = resolve_device("auto", int(os.environ.get("LOCAL_RANK", "0")))
+    rank, _ = init_distributed(device)  # under torchrun each process scores its share of the images
+    try:
+        record = evaluate_checkpoint(args.checkpoint or DEMO_CHECKPOINT, args, device)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if rank != 0:
+        return 0
+    print(format_table(record["coco_metrics"], title=f"COCO box metrics, {record['dataset']} {args.split}"))
+    if args.proposals:
+        print(format_table(record["proposal_recall"], title="\nRPN proposal recall"))
+    if args.levels:
+        print(format_table(record["level_statistics"], title="\nPer pyramid level"))
+    if args.result:
+        from fpnlab.results import write_result
+
+        print(f"wrote {write_result(args.result, record, device=device, command=command_line())}")
+    return 0
+
+
+def evaluate_checkpoint(path: Path, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """The numbers `fpnlab eval` prints and records, for the checkpoint at `path`."""
+    from fpnlab.checkpoint import build_model_from, load_checkpoint
+    from fpnlab.data import load_split
+
+    checkpoint = load_checkpoint(path)
+    model = build_model_from(checkpoint, path).to(device)
+    dataset_name = args.dataset or checkpoint.get("train_config", {}).get("dataset", "shapes-mini")
+    dataset = load_split(dataset_name, args.split)
+    if model.categories != dataset.categories:
+        raise FpnlabError(f"checkpoint {path} detects {', '.join(model.categories)} but dataset {dataset_name} "
+                          f"has {', '.join(dataset.categories)}.")
+    options = dict(max_images=args.max_images, batch_size=args.batch_size, progress=not args.no_progress)
+    record: dict[str, Any] = {"checkpoint": str(path), "dataset": str(dataset_name), "split": args.split,
+                              "images": min(len(dataset), args.max_images or len(dataset)),
+                              "coco_metrics": coco_metrics(model, dataset, **options)}
+    if args.proposals:
+        record["proposal_recall"] = proposal_recall(model, dataset, **options)
+    if args.levels:
+        record["level_statistics"] = level_statistics(model, dataset, **options)
+    return record

@@ -1,0 +1,128 @@
+"""Evaluation: COCO metrics and proposal recall of oracle models whose scores are known exactly, level counts."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from fpnlab.config import get_preset
+from fpnlab.data import CATEGORIES, load_split, shapes_mini
+from fpnlab.evaluate import (COCO_METRICS, PROPOSAL_METRICS, coco_metrics, format_table, level_statistics,
+                             proposal_recall)
+from fpnlab.train import build_model
+
+N_IMAGES = 10
+SHIFT = 0.16  # boxes moved right by 16% of their width: IoU = (1 - 0.16) / (1 + 0.16) = 0.724
+
+
+class Oracle(nn.Module):
+    """Answers each image with its ground truth, optionally shifted, with wrong labels, or only for some images.
+
+    It recognises an image by its pixels, so it answers right in any order and on any DDP shard.
+    """
+
+    def __init__(self, dataset, shift: float = 0.0, label_offset: int = 0, answer_every: int = 1) -> None:
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(1))  # tells the evaluation which device to use
+        self.truth = {pixels(image): target for image, target in (dataset[i] for i in range(len(dataset)))}
+        self.answered = {pixels(dataset[i][0]) for i in range(0, len(dataset), answer_every)}
+        self.shift, self.label_offset, self.num_classes = shift, label_offset, dataset.num_classes
+
+    def _answer(self, image: Tensor) -> dict[str, Tensor]:
+        target = self.truth[pixels(image)]
+        boxes = target["boxes"].clone()
+        boxes[:, [0, 2]] += self.shift * (boxes[:, 2] - boxes[:, 0])[:, None]
+        labels = (target["labels"] - 1 + self.label_offset) % (self.num_classes - 1) + 1
+        keep = pixels(image) in self.answered
+        return {"boxes": boxes[:keep * len(boxes)], "labels": labels[:keep * len(boxes)],
+                "scores": torch.ones(keep * len(boxes))}
+
+    def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
+        return [self._answer(image) for image in images]
+
+    def propose(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
+        return [{k: v for k, v in self._answer(image).items() if k != "labels"} for image in images]
+
+
+def pixels(image: Tensor) -> bytes:
+    return image.numpy().tobytes()
+
+
+def write_sparse_id_dataset(root: Path) -> Path:
+    """10 shapes-mini val images whose category ids are 10, 20, ..., not the contiguous labels 1, 2, ..."""
+    paths = shapes_mini()
+    data = json.loads(paths.val_json.read_text())
+    data["images"] = data["images"][:N_IMAGES]
+    kept = {image["id"] for image in data["images"]}
+    data["annotations"] = [{**a, "category_id": 10 * a["category_id"]} for a in data["annotations"]
+                           if a["image_id"] in kept]
+    data["categories"] = [{**c, "id": 10 * c["id"]} for c in data["categories"]]
+    root.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "val"):
+        (root / f"{split}.json").write_text(json.dumps(data))
+        (root / split).symlink_to(paths.val_images)
+    return root
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return load_split(write_sparse_id_dataset(tmp_path_factory.mktemp("sparse-ids")), "val")
+
+
+def evaluate(dataset, **oracle) -> dict[str, float]:
+    return coco_metrics(Oracle(dataset, **oracle), dataset, batch_size=3, progress=False)
+
+
+def test_perfect_detections_score_one_through_the_category_id_mapping(dataset):
+    assert dataset.label_to_cat_id[1] == 10
+    metrics = evaluate(dataset)
+    assert list(metrics) == list(COCO_METRICS)
+    for name in ("AP", "AP50", "AP75", "AP_s", "AP_m", "AP_l", "AR100", "AR_s", "AR_m", "AR_l"):
+        assert metrics[name] == pytest.approx(1.0), name
+    assert metrics["AR1"] < metrics["AR10"] <= metrics["AR100"]  # images hold several objects per class
+
+
+def test_wrong_classes_score_almost_zero(dataset):
+    metrics = evaluate(dataset, label_offset=1)  # only a box that happens to overlap another class scores
+    assert all(0.0 <= value < 0.01 for value in metrics.values())
+
+
+def test_boxes_at_iou_072_count_for_half_of_the_ten_iou_thresholds(dataset):
+    metrics = evaluate(dataset, shift=SHIFT)
+    assert metrics["AP50"] == pytest.approx(1.0) and metrics["AP75"] == 0.0
+    assert metrics["AP"] == pytest.approx(0.5)  # matched at IoU 0.50, 0.55, 0.60, 0.65, 0.70 only
+    assert metrics["AR100"] == pytest.approx(0.5)
+
+
+def test_proposal_recall_is_class_agnostic_average_recall(dataset):
+    exact = proposal_recall(Oracle(dataset, label_offset=1), dataset, batch_size=4, progress=False)
+    assert list(exact) == list(PROPOSAL_METRICS)
+    assert all(value == pytest.approx(1.0) for value in exact.values())  # labels do not matter
+    shifted = proposal_recall(Oracle(dataset, shift=SHIFT), dataset, batch_size=4, progress=False)
+    assert all(value == pytest.approx(0.5) for value in shifted.values())
+
+
+def test_format_table_prints_every_value_and_dashes_for_missing_sizes():
+    one_row = format_table({"AP": 0.41234, "AP_l": -1.0}, title="COCO")
+    assert one_row.splitlines() == ["COCO", "     AP  AP_l", "  0.412     -"]
+    rows = format_table({"p2": {"gt": 12, "anchors": 40}, "p3": {"gt": 3, "anchors": 9}})
+    assert rows.splitlines() == ["    gt  anchors", "p2  12       40", "p3   3        9"]
+
+
+def test_level_statistics_account_for_every_box_anchor_proposal_and_roi():
+    model = build_model(get_preset("test"), num_classes=len(CATEGORIES) + 1).eval()
+    val = load_split("shapes-mini", "val")
+    stats = level_statistics(model, val, max_images=3, batch_size=2, progress=False)
+    assert set(stats) <= {"p2", "p3", "p4", "p5", "p6"} and set(stats) >= {"p2", "p3", "p4", "p5"}
+    column = {kind: sum(row[kind] for row in stats.values()) for kind in ("gt", "anchors", "proposals", "rois")}
+    samples = [val[i] for i in range(3)]
+    assert column["gt"] == sum(len(target["boxes"]) for _, target in samples)
+    assert column["anchors"] >= column["gt"]  # every box keeps at least its best anchor (low-quality rule)
+    n_proposals = sum(len(p["boxes"]) for p in model.propose([image for image, _ in samples]))
+    assert column["proposals"] == column["rois"] == n_proposals
+    assert stats.get("p6", {}).get("gt", 0) == 0 and stats.get("p6", {}).get("rois", 0) == 0  # Eq. 1: k <= 5
+    # 320 px images seen at 128 px: every box is under 112 px, so Eq. 1 sends it to P2 (k = floor(4 + log2(s/224)))
+    assert stats["p2"]["gt"] == column["gt"]
