@@ -19,10 +19,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Polygon, Rectangle
 from torch import Tensor
 
-from fpnlab.boxes import box_area, box_iou
+from fpnlab.boxes import box_area
+from fpnlab.data.coco import AREA_RANGES
+from fpnlab.evaluate import missed_objects
 
-COCO_SIZE_EDGES = (32.0, 96.0)  # sqrt(area) limits of COCO's small / medium / large objects
-COCO_SIZE_NAMES = ("small", "medium", "large")
+COCO_SIZE_NAMES = tuple(AREA_RANGES)  # small, medium, large
+COCO_SIZE_EDGES = tuple(math.sqrt(high) for _, high in list(AREA_RANGES.values())[:-1])  # sqrt(area): 32, 96
 LEVEL_COLORS = {"p2": "tab:blue", "p3": "tab:orange", "p4": "tab:green", "p5": "tab:red", "p6": "tab:purple",
                 "c2": "tab:blue", "c3": "tab:orange", "c4": "tab:green", "c5": "tab:red"}
 OURS_COLOR, PAPER_COLOR = "tab:blue", "0.7"
@@ -36,6 +38,14 @@ def new_figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (4.0,
     fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kwargs)
     return fig, axes
+
+
+def image_panels(count: int, ncols: int, size: float) -> tuple[Figure, list[Axes]]:
+    """A grid of square panels for `count` images, row by row; the unused panels of the last row hidden."""
+    fig, axes = new_figure(math.ceil(count / ncols), ncols, (size, size))
+    for ax in axes.flat[count:]:
+        ax.set_axis_off()
+    return fig, list(axes.flat[:count])
 
 
 def to_numpy_image(image: Tensor) -> np.ndarray:
@@ -88,12 +98,8 @@ def feature_image(feature: Tensor, channel: int | None = None) -> np.ndarray:
 def image_grid(images: Sequence[Tensor], targets: Sequence[Mapping[str, Tensor]], categories: Sequence[str],
                ncols: int = 4, size: float = 3.0, titles: Sequence[str] | None = None) -> Figure:
     """Images with their ground-truth boxes, coloured and captioned by class."""
-    nrows = math.ceil(len(images) / ncols)
-    fig, axes = new_figure(nrows, ncols, (size, size))
-    for i, ax in enumerate(axes.flat):
-        if i >= len(images):
-            ax.set_axis_off()
-            continue
+    fig, axes = image_panels(len(images), ncols, size)
+    for i, ax in enumerate(axes):
         title = titles[i] if titles is not None else f"{len(targets[i]['boxes'])} objects"
         show_image(ax, images[i], title)
         draw_boxes(ax, targets[i]["boxes"], targets[i]["labels"], categories=categories)
@@ -358,27 +364,14 @@ def _mean_std(value: Any, percent: bool) -> tuple[float, float]:
     return scale * float(value), 0.0
 
 
-def missed_objects(gt_boxes: Tensor, det_boxes: Tensor, iou_thresh: float = 0.5) -> Tensor:
-    """(N,) bool: the ground-truth boxes that no detection overlaps with IoU >= iou_thresh."""
-    if len(det_boxes) == 0:
-        return torch.ones(len(gt_boxes), dtype=torch.bool)
-    if len(gt_boxes) == 0:
-        return torch.zeros(0, dtype=torch.bool)
-    return box_iou(gt_boxes.float(), det_boxes.float()).amax(dim=1) < iou_thresh
-
-
 def detection_gallery(images: Sequence[Tensor], detections: Sequence[Mapping[str, Tensor]],
                       targets: Sequence[Mapping[str, Tensor]], categories: Sequence[str],
                       score_thresh: float = 0.5, ncols: int = 3, size: float = 4.0,
                       titles: Sequence[str] | None = None) -> Figure:
     """Detections above `score_thresh` (solid, captioned) over the ground truth: found objects dashed white,
     missed ones (no detection with IoU >= 0.5) dashed red; small objects (area < 32^2) circled in cyan."""
-    nrows = math.ceil(len(images) / ncols)
-    fig, axes = new_figure(nrows, ncols, (size, size))
-    for i, ax in enumerate(axes.flat):
-        if i >= len(images):
-            ax.set_axis_off()
-            continue
+    fig, axes = image_panels(len(images), ncols, size)
+    for i, ax in enumerate(axes):
         det, gt = detections[i], targets[i]
         keep = det["scores"] >= score_thresh
         missed = missed_objects(gt["boxes"], det["boxes"][keep])

@@ -13,6 +13,9 @@ Numbers and order of operations follow torchvision's RoIHeads, so detections are
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -111,6 +114,22 @@ class RoIHeads(nn.Module):
         box_reg = F.smooth_l1_loss(deltas, regression_targets, beta=SMOOTH_L1_BETA, reduction="sum")
         classifier = F.cross_entropy(class_logits, labels, reduction="sum")
         return {"loss_classifier": classifier / num_rois, "loss_box_reg": box_reg / num_rois}
+
+    @contextmanager
+    def settings(self, **values: float) -> Iterator[None]:
+        """Other post-processing settings inside a `with` block, e.g. settings(nms_thresh=1.0) for no NMS."""
+        names = ("score_thresh", "nms_thresh", "detections_per_img")
+        unknown = set(values) - set(names)
+        if unknown:
+            raise TypeError(f"RoIHeads.settings takes {', '.join(names)}, not {', '.join(sorted(unknown))}")
+        saved = {name: getattr(self, name) for name in values}
+        for name, value in values.items():
+            setattr(self, name, value)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                setattr(self, name, value)
 
     @torch.no_grad()
     def postprocess(self, class_logits: Tensor, box_deltas: Tensor, proposals: list[Tensor],

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from torch import Tensor, nn
 from fpnlab.config import get_preset
 from fpnlab.data import CATEGORIES, load_split, shapes_mini
 from fpnlab.evaluate import (COCO_METRICS, PROPOSAL_METRICS, coco_metrics, format_table, level_statistics,
-                             proposal_recall)
+                             missed_objects, proposal_recall, recall_by_size)
 from fpnlab.train import build_model
 
 N_IMAGES = 10
@@ -126,3 +127,29 @@ def test_level_statistics_account_for_every_box_anchor_proposal_and_roi():
     assert stats.get("p6", {}).get("gt", 0) == 0 and stats.get("p6", {}).get("rois", 0) == 0  # Eq. 1: k <= 5
     # 320 px images seen at 128 px: every box is under 112 px, so Eq. 1 sends it to P2 (k = floor(4 + log2(s/224)))
     assert stats["p2"]["gt"] == column["gt"]
+
+
+def test_missed_objects_at_iou_half():
+    gt = torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 10, 20]])
+    det = torch.tensor([[0.0, 0, 10, 9], [22, 22, 32, 32]])
+    # gt 0: IoU 90/100 with det 0; gt 1: 64/136 = 0.47 with det 1; gt 2: 90/200 = 0.45 with det 0
+    assert missed_objects(gt, det).tolist() == [False, True, True]
+    assert not missed_objects(gt, det, iou_thresh=0.45).tolist()[2]
+    assert missed_objects(gt, det[:0]).tolist() == [True, True, True]
+    assert missed_objects(gt[:0], det).tolist() == []
+
+
+
+def test_recall_by_size_counts_found_objects_per_coco_bucket():
+    # three objects: small (10x10), medium (40x40), large (100x100); found: small and large
+    boxes = torch.tensor([[0.0, 0, 10, 10], [50, 50, 90, 90], [100, 100, 200, 200]])
+    target = {"boxes": boxes, "area": torch.tensor([100.0, 1600.0, 10000.0])}
+    detection = {"boxes": torch.tensor([[0.0, 0, 10, 10], [50, 50, 90, 90], [100, 100, 200, 190]]),
+                 "scores": torch.tensor([0.9, 0.3, 0.6])}  # the medium one scores below 0.5
+    stats = recall_by_size([detection], [target])
+    assert stats == {"small": {"objects": 1, "recall": 1.0}, "medium": {"objects": 1, "recall": 0.0},
+                     "large": {"objects": 1, "recall": 1.0}}
+    stats = recall_by_size([detection, detection], [target, target], score_thresh=0.2)
+    assert [stats[b]["objects"] for b in stats] == [2, 2, 2] and stats["medium"]["recall"] == 1.0
+    assert math.isnan(recall_by_size([detection], [{"boxes": boxes[:1], "area": torch.tensor([100.0])}])
+                      ["large"]["recall"])

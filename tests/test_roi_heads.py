@@ -135,3 +135,13 @@ def test_eval_forward_returns_detections_per_image():
     assert torch.allclose(detections[0]["scores"], probs[[1, 2]])
     assert detections[0]["labels"].tolist() == [1, 2]
     assert torch.allclose(detections[0]["boxes"], proposals[0].expand(2, 4))
+
+
+def test_settings_change_post_processing_inside_the_block_only():
+    heads = our_heads()
+    with heads.settings(nms_thresh=1.0, detections_per_img=7):
+        assert (heads.nms_thresh, heads.detections_per_img) == (1.0, 7)
+    assert (heads.nms_thresh, heads.detections_per_img) == (0.5, 100)
+    with pytest.raises(TypeError, match="batch_size"):
+        with heads.settings(batch_size=3):
+            pass
