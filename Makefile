@@ -19,8 +19,11 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e ".[test]"
 	touch $@
 
+# Jupyter refuses to run as root (containers, some lab machines) unless told it may.
+AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(VENV)/.lab-installed
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(JUPYTER_ARGS)
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(AS_ROOT) $(JUPYTER_ARGS)
 
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -35,7 +33,7 @@ from fpnlab.detector import DetectorConfig
 from fpnlab.env import device_name
 from fpnlab.errors import FpnlabError
 from fpnlab.evaluate import coco_metrics, proposal_recall
-from fpnlab.results import read_result, results_dir, write_result
+from fpnlab.results import process_command, read_result, results_dir, write_result
 from fpnlab.train import load_datasets, resolve_device, train
 
 # DetectorConfig overrides per variant (fpnlab.detector documents each switch).
@@ -271,10 +269,12 @@ def run_ablation(stage: str = "rpn", variants: Sequence[str] | None = None, seed
     run and, when `resume`, the runs already there (same schedule) are kept, not redone. `runs_dir`
     keeps each run's folder (a run cut short resumes); `time_budget_s` starts no run that would likely
     end past the budget (runs left over are listed in record["pending"]). `command` is stored in the
-    record (default: the process's command line).
+    record and in each run it trains (default: the process's command line), so a record continued by
+    several commands says which command made each run.
     """
     variants = list(variants) if variants is not None else list(VARIANTS)
     check_names(stage, variants)
+    command = command or process_command()
     base = base_config(stage, preset, overrides)
     schedule = schedule_of(base)
     name = name or result_name(stage, preset)
@@ -290,7 +290,8 @@ def run_ablation(stage: str = "rpn", variants: Sequence[str] | None = None, seed
             break
         cfg = variant_config(base, variant, seed)
         with run_folder(Path(runs_dir) if runs_dir else None, f"{stage}-{variant}-seed{seed}") as run_dir:
-            run = {"variant": variant, "seed": seed, **train_and_score(stage, cfg, run_dir, progress)}
+            run = {"variant": variant, "seed": seed, "command": command,
+                   **train_and_score(stage, cfg, run_dir, progress)}
         runs.append(run)
         longest = max(longest, run["wall_s"])
         record = make_record(stage, preset, schedule, settings, runs, todo[i + 1:])
@@ -427,10 +428,9 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or results_dir()
     name = args.name or result_name(args.stage, args.preset)
     budget = None if args.time_budget is None else 60 * args.time_budget
-    command = "fpnlab " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["ablate"] else None
     record = run_ablation(args.stage, variants, seeds, args.preset, out=out, name=name, runs_dir=args.runs_dir,
                           resume=not args.fresh, time_budget_s=budget, progress=not args.no_progress,
-                          command=command, **parse_set(args.overrides))
+                          command=args.command_line, **parse_set(args.overrides))
     record = read_result(name, out) or record  # as stored: with device, versions and date
     print(format_ablation(record))
     print(f"record: {out / f'{name}.json'}")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import shlex
 import sys
 
 from .errors import FpnlabError
@@ -39,8 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"fpnlab {name}", description=COMMANDS[name][1])
     module.add_arguments(parser)
     args = parser.parse_args(rest)
+    args.command_line = typed_command(argv)
     try:
         return int(module.run(args) or 0)
     except FpnlabError as err:
         print(f"fpnlab {name}: error: {err}", file=sys.stderr)
         return 2
+
+
+def typed_command(argv: list[str]) -> str:
+    """The command as a user would type it (stored in results/*.json), with the thread setting when one was made."""
+    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
+    return threads + shlex.join(["fpnlab", *argv])

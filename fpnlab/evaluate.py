@@ -260,7 +260,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fpnlab.checkpoint import DEMO_CHECKPOINT
-    from fpnlab.train import command_line, init_distributed, resolve_device
+    from fpnlab.train import init_distributed, resolve_device
 
     if args.max_images is not None and args.max_images < 1:
         raise FpnlabError(f"--max-images must be >= 1, got {args.max_images}.")
@@ -281,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
     if args.result:
         from fpnlab.results import write_result
 
-        print(f"wrote {write_result(args.result, record, device=device, command=command_line())}")
+        print(f"wrote {write_result(args.result, record, device=device, command=args.command_line)}")
     return 0
 
 

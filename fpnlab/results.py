@@ -28,7 +28,7 @@ def write_result(name: str, data: dict[str, Any], device: torch.device | str | N
     folder = Path(folder) if folder is not None else results_dir()
     folder.mkdir(parents=True, exist_ok=True)
     record = {
-        "command": command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": command or process_command(),
         "device": device_name(device),
         "versions": versions(),
         "date": now_iso(),
@@ -39,6 +39,11 @@ def write_result(name: str, data: dict[str, Any], device: torch.device | str | N
     tmp.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def process_command() -> str:
+    """This process's command line (a result's default `command`)."""
+    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
 def read_result(name: str, folder: Path | None = None) -> dict[str, Any] | None:

@@ -32,9 +32,7 @@ import json
 import math
 import os
 import random
-import shlex
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -568,14 +566,8 @@ def run(args: argparse.Namespace) -> int:
         from fpnlab.results import write_result
 
         record = summary(args.preset, cfg, result, args.export)
-        print(f"wrote {write_result(args.result, record, device=result.device, command=command_line())}")
+        print(f"wrote {write_result(args.result, record, device=result.device, command=args.command_line)}")
     return 0
-
-
-def command_line() -> str:
-    """This process's command as a user would type it, with the thread setting when one was made."""
-    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
-    return threads + shlex.join(["fpnlab", *sys.argv[1:]])
 
 
 def summary(preset: str, cfg: TrainConfig, result: TrainResult, export: Path | None) -> dict[str, Any]:

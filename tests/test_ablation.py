@@ -82,8 +82,10 @@ def test_the_runner_trains_scores_and_records_every_variant(tiny_rpn_ablation, m
     trained = []
     real = ablation.train_and_score
     monkeypatch.setattr(ablation, "train_and_score", lambda stage, cfg, *a: trained.append(cfg) or real(stage, cfg, *a))
-    record = run_ablation("rpn", ["fpn", "no_lateral"], seeds=(0,), preset="test", out=out, progress=False, **TINY)
+    record = run_ablation("rpn", ["fpn", "no_lateral"], seeds=(0,), preset="test", out=out, progress=False,
+                          command="fpnlab ablate --continued", **TINY)
     assert [(c.model["lateral"], c.seed) for c in trained] == [(False, 0)]  # fpn seed 0 was not trained again
+    assert [r["command"] == "fpnlab ablate --continued" for r in record["runs"]] == [False, True]  # who made each
     assert [r["variant"] for r in record["runs"]] == ["fpn", "no_lateral"] and record["pending"] == []
     for run in record["runs"]:
         assert list(run["metrics"]) == list(STAGES["rpn"].metrics)
@@ -108,6 +110,7 @@ def test_cli_runs_the_detector_stage_and_writes_record_and_figure(tmp_path, caps
     assert "(f) P2 only" in printed and "[56.3]" in printed  # ours beside the paper's AP@0.5 of Table 2(f)
     record = json.loads((tmp_path / "ablation_detector_test.json").read_text())
     assert list(record["runs"][0]["metrics"]) == ["AP50", "AP", "AP_s", "AP_m", "AP_l"]
+    assert record["runs"][0]["command"] == record["command"] and "--variants p2_only" in record["command"]
     assert (tmp_path / "ablation_detector_test.png").stat().st_size > 0
 
 
