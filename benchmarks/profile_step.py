@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import shlex
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from torchvision.models.detection import fasterrcnn_resnet50_fpn
 from detector_speed import PRECISIONS, Settings, autocast, default_settings, make_batch, synchronize
 from fpnlab.config import PRESETS
 from fpnlab.detector import DetectorConfig, build_detector
+from fpnlab.results import write_result
 
 SYNC_OPS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::_unique2", "aten::unique_consecutive",
             "aten::unique_dim")
@@ -290,6 +293,20 @@ def report(title: str, single: StepProfile, batch: StepProfile, batch_size: int,
     return "\n".join(lines)
 
 
+def summary(single: StepProfile, batch: StepProfile, batch_size: int, device: str) -> dict[str, Any]:
+    """The figures worth keeping: sync ops and ops launched, in all and per extra image, and the stages."""
+    def totals(step: StepProfile) -> dict[str, int]:
+        rows = stage_table(step, device)
+        return {"ops": sum(r["ops"] for r in rows), "syncs": sum(r["syncs"] for r in rows)}
+
+    one, many = totals(single), totals(batch)
+    return {"sync_ops_batch1": one["syncs"], f"sync_ops_batch{batch_size}": many["syncs"],
+            "sync_ops_per_image": (many["syncs"] - one["syncs"]) / (batch_size - 1),
+            "ops_per_image": sum(g[2] for g in per_image_ops(single, batch, batch_size)),
+            "wall_ms": round(batch.wall_ms, 1), "cuda_syncs": batch.cuda_syncs,
+            "stages": stage_table(batch, device)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -305,6 +322,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--trace", default=None, metavar="PREFIX",
                         help="write PREFIX-{train,inference}-b{1,BATCH}.json (Chrome trace format)")
+    parser.add_argument("--save", action="store_true",
+                        help="write the sync and op counts to results/profile_<model>_<device type>.json")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -320,12 +339,18 @@ def main(argv: list[str] | None = None) -> None:
     library = "torchvision" if args.model == "torchvision" else "fpnlab"
     print(f"profiling {library} ({args.model}) on {args.device}, {settings.height}x{settings.width}, "
           f"{args.precision}, {settings.boxes} boxes/image")
+    summaries = {}
     for train in (True, False):
         name = "train step" if train else "inference"
         steps = [profile_step(step_function(model, settings, b, train, args.precision), model, settings.device,
                               settings.warmup, f"{args.trace}-{name.split()[0]}-b{b}.json" if args.trace else None)
                  for b in (1, settings.batch)]
         print(report(name, steps[0], steps[1], settings.batch, settings.device, args.top))
+        summaries[name.split()[0]] = summary(steps[0], steps[1], settings.batch, settings.device)
+    if args.save:
+        name = f"profile_{args.model}_{torch.device(args.device).type}"
+        command = shlex.join(["python", "benchmarks/profile_step.py", *(sys.argv[1:] if argv is None else argv)])
+        print(f"wrote {write_result(name, {'settings': vars(args), **summaries}, args.device, command)}")
 
 
 if __name__ == "__main__":

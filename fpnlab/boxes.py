@@ -14,7 +14,7 @@ import torchvision
 from torch import Tensor
 
 from fpnlab.errors import FpnlabError
-from fpnlab.switch import reference_ops_enabled
+from fpnlab.switch import reference_ops_enabled, value_checks_enabled
 
 # Largest log-scale change the decoder applies: a box grows at most 1000/16 times (Detectron's value).
 BBOX_XFORM_CLIP = math.log(1000.0 / 16)
@@ -27,6 +27,8 @@ def check_boxes(boxes: Tensor, name: str = "boxes") -> None:
         raise FpnlabError(f"{name} must be an (N, 4) tensor of (x1, y1, x2, y2), got {shape}.")
     if not boxes.is_floating_point():
         raise FpnlabError(f"{name} must be a float tensor, got {boxes.dtype}.")
+    if not value_checks_enabled():  # inside the detector, which checked its inputs (fpnlab.switch)
+        return
     finite = torch.isfinite(boxes).all(dim=1)  # (N,)
     inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])  # (N,)
     if (~finite | inverted).any():  # one host-device sync for both checks; the details only on failure
@@ -215,5 +217,5 @@ def _check_nms_inputs(boxes: Tensor, scores: Tensor) -> None:
     check_boxes(boxes, "nms: boxes")
     if scores.shape != (len(boxes),):
         raise FpnlabError(f"nms: scores must have shape ({len(boxes)},), got {tuple(scores.shape)}.")
-    if torch.isnan(scores).any():
+    if value_checks_enabled() and torch.isnan(scores).any():
         raise FpnlabError("nms: scores contain NaN.")

@@ -53,6 +53,7 @@ from fpnlab.fpn import FPN, FPN_LEVELS, SingleScaleNeck, torchvision_fpn_state
 from fpnlab.poolers import MultiScaleRoIPooler
 from fpnlab.roi_heads import BBOX_REG_WEIGHTS, FastRCNNPredictor, RoIHeads, TwoMLPHead
 from fpnlab.rpn import RegionProposalNetwork, RPNHead, RPNOutput
+from fpnlab.switch import skip_value_checks
 from fpnlab.transform import IMAGENET_MEAN, IMAGENET_STD, DetectionTransform, ImageBatch
 
 NECKS = ("fpn", "c4", "c5")
@@ -172,16 +173,17 @@ class FPNDetector(nn.Module):
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
                 ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         images, input_sizes = check_inputs(images, targets, self.training, self.config.num_classes)
-        batch, targets = self.transform(images, targets)  # normalised, resized, padded: (B, 3, H, W)
-        features = self.backbone(batch.tensor)  # c2..c5, strides 4..32
-        pyramid = self.neck(features)  # p2..p6 (or one map)
-        rpn = self.rpn(pyramid, batch, targets)  # proposals per image (+ RPN losses)
-        if self.roi_heads is None:
-            return rpn.losses if self.training else self._proposals(rpn, batch, input_sizes)
-        detections, losses = self.roi_heads(pyramid, rpn.boxes, batch, targets)  # (+ Fast R-CNN losses)
-        if self.training:
-            return {**rpn.losses, **losses}
-        return self._in_input_pixels(detections, batch, input_sizes)
+        with skip_value_checks():  # inputs checked: no host-device syncs for box checks below (fpnlab.switch)
+            batch, targets = self.transform(images, targets)  # normalised, resized, padded: (B, 3, H, W)
+            features = self.backbone(batch.tensor)  # c2..c5, strides 4..32
+            pyramid = self.neck(features)  # p2..p6 (or one map)
+            rpn = self.rpn(pyramid, batch, targets)  # proposals per image (+ RPN losses)
+            if self.roi_heads is None:
+                return rpn.losses if self.training else self._proposals(rpn, batch, input_sizes)
+            detections, losses = self.roi_heads(pyramid, rpn.boxes, batch, targets)  # (+ Fast R-CNN losses)
+            if self.training:
+                return {**rpn.losses, **losses}
+            return self._in_input_pixels(detections, batch, input_sizes)
 
     def propose(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
         """The RPN's proposals {"boxes" (K, 4), "scores" (K,)} per image, in input pixels, as in eval mode."""

@@ -1,4 +1,4 @@
-"""One switch between the fast path and the reference path.
+"""Two switches: the fast path or the reference path, and value checks of boxes on or off.
 
 NMS, RoIAlign and RoIPool exist twice in fpnlab: torchvision's fused kernels (the default, fast) and
 plain-PyTorch reference versions a student can read line by line (``boxes.nms_reference``,
@@ -7,6 +7,11 @@ flag that makes ``boxes.nms``, ``poolers.roi_align`` and ``poolers.roi_pool`` us
 
     with use_reference_ops():
         detections = model(images)   # every NMS / RoIAlign / RoIPool is plain PyTorch here
+
+The box ops check their inputs' values (finite, x1 <= x2, no NaN scores), which costs a host-device
+sync per call on a GPU. The detector checks its own inputs once, then runs inside
+``skip_value_checks()``: every box it makes from valid inputs is valid by construction, so the
+checks in between only stall the GPU. Called directly, the box ops always check.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _reference_ops = False
+_value_checks = True
 
 
 def reference_ops_enabled() -> bool:
@@ -36,3 +42,19 @@ def use_reference_ops(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         set_reference_ops(previous)
+
+
+def value_checks_enabled() -> bool:
+    """True (the default) when the box ops check the values of their inputs, not only their shapes."""
+    return _value_checks
+
+
+@contextmanager
+def skip_value_checks() -> Iterator[None]:
+    """Inside a ``with`` block, box ops check shapes and dtypes only (no host-device sync)."""
+    global _value_checks
+    previous, _value_checks = _value_checks, False
+    try:
+        yield
+    finally:
+        _value_checks = previous

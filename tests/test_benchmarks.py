@@ -43,8 +43,9 @@ def test_detector_speed_prints_every_row_with_positive_ratios_and_equal_detectio
     assert record["settings"]["height"] == 64 and "CPU" in record["device"]
 
 
-def test_profile_step_breaks_a_step_into_stages_sync_ops_and_top_ops():
-    out = run_script("profile_step.py", *TINY, "--model", "cpu", "--top", "5")
+def test_profile_step_breaks_a_step_into_stages_sync_ops_and_top_ops(tmp_path):
+    out = run_script("profile_step.py", *TINY, "--model", "cpu", "--top", "5", "--save",
+                     env={"FPNLAB_RESULTS": str(tmp_path)})
     train, infer = out.split("== train step")[1].split("== inference")
     for section, stages in ((train, ("backbone", "neck", "rpn", "roi_heads", "backward", "optimizer")),
                             (infer, ("backbone", "neck", "rpn", "roi_heads"))):
@@ -55,3 +56,8 @@ def test_profile_step_breaks_a_step_into_stages_sync_ops_and_top_ops():
         assert "per-image ops" in section
     rpn_syncs = re.search(r"^rpn\s+[\d.]+\s+[\d.]+\s+\d+\s+\d+\s+(\d+)\s+(\d+)$", train, re.M).groups()
     assert int(rpn_syncs[0]) >= int(rpn_syncs[1])  # batch 2 syncs at least as often as batch 1
+    record = json.loads((tmp_path / "profile_cpu_cpu.json").read_text())
+    for step, section in (("train", train), ("inference", infer)):
+        stages = dict(re.findall(r"^(\w+)\s+[\d.]+\s+[\d.]+\s+\d+\s+\d+\s+(\d+)\s+\d+$", section, re.M))
+        assert record[step]["sync_ops_batch2"] == sum(int(n) for n in stages.values())  # the printed table's sum
+        assert record[step]["sync_ops_per_image"] == record[step]["sync_ops_batch2"] - record[step]["sync_ops_batch1"]

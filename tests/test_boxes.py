@@ -9,7 +9,8 @@ from torchvision.models.detection._utils import BoxCoder as TvBoxCoder
 from fpnlab.boxes import (BoxCoder, batched_nms, box_area, box_iou, clip_boxes_to_image, nms,
                           nms_reference, remove_small_boxes, xywh_to_xyxy, xyxy_to_xywh)
 from fpnlab.errors import FpnlabError
-from fpnlab.switch import reference_ops_enabled, set_reference_ops, use_reference_ops
+from fpnlab.switch import (reference_ops_enabled, set_reference_ops, skip_value_checks, use_reference_ops,
+                           value_checks_enabled)
 
 
 def random_boxes(n: int, gen: torch.Generator, extent: float = 200.0, max_side: float = 80.0) -> torch.Tensor:
@@ -186,3 +187,31 @@ def test_batched_nms_equals_torchvision(reference, n):
     assert torch.equal(ours, torchvision.ops.batched_nms(boxes, scores, groups, 0.5))
     with pytest.raises(FpnlabError, match="groups"):
         batched_nms(boxes, scores, groups[:10], 0.5)
+
+
+def test_value_checks_can_be_skipped_but_shape_checks_stay():
+    inverted = torch.tensor([[10.0, 0.0, 5.0, 10.0]])
+    with skip_value_checks():
+        assert not value_checks_enabled()
+        assert box_iou(inverted, inverted).shape == (1, 1)  # values not read: no host-device sync
+        with pytest.raises(FpnlabError, match=r"\(N, 4\)"):
+            box_iou(torch.zeros(3, 5), inverted)
+    assert value_checks_enabled()
+    with pytest.raises(FpnlabError, match="x2 < x1"):
+        box_iou(inverted, inverted)
+
+
+def test_detector_checks_its_inputs_once_then_skips_box_value_checks(monkeypatch):
+    import fpnlab.boxes
+    from fpnlab.config import get_preset
+    from fpnlab.detector import build_detector
+
+    seen = []
+    real = fpnlab.boxes.check_boxes
+    monkeypatch.setattr(fpnlab.boxes, "check_boxes", lambda *a: seen.append(value_checks_enabled()) or real(*a))
+    torch.manual_seed(0)
+    model = build_detector(num_classes=3, **get_preset("test").model).eval()
+    with torch.no_grad():
+        model([torch.rand(3, 64, 64)])
+    assert seen and not any(seen)  # every box check inside the forward pass skipped the values
+    assert value_checks_enabled()  # and the switch is back on afterwards
