@@ -33,7 +33,10 @@ ROWS=fpn,no_top_down,no_lateral,c4,c5,p2_only  # the main comparison first
 case "$step" in
     bench)
         FPNLAB_RESULTS=$OUT python3 benchmarks/detector_speed.py --save | tee "$OUT/detector_speed_cuda.txt"
-        python3 benchmarks/profile_step.py --precision bf16 2>/dev/null | tee "$OUT/profile_step_cuda.txt" ;;
+        for model in r50 torchvision; do
+            FPNLAB_RESULTS=$OUT python3 benchmarks/profile_step.py --model "$model" --precision bf16 --save 2>/dev/null \
+                | tee "$OUT/profile_step_${model}_cuda.txt"
+        done ;;
     rpn) ablate rpn "$ROWS" 0 ;;
     rpn-seeds)  # whatever `rpn` left pending, then seeds 1 and 2 of the main comparison
         ablate rpn "$ROWS" 0

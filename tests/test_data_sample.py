@@ -114,7 +114,7 @@ def test_load_split_and_a_training_batch(sample):
 
 
 def test_load_split_unknown_names(tmp_path, monkeypatch):
-    with pytest.raises(DataError, match="'shapes_mini' is neither"):
+    with pytest.raises(DataError, match="'shapes_mini' is neither.*fpnlab make-data --out shapes_mini"):
         load_split("shapes_mini")
     with pytest.raises(DataError, match="split must be one of train, val"):
         load_split("shapes-mini", "test")

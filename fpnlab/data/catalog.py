@@ -84,5 +84,6 @@ def load_split(dataset: str | Path = "shapes-mini", split: str = "train",
         paths = DatasetPaths.at(dataset)
     else:
         raise DataError(f"dataset {str(dataset)!r} is neither 'shapes-mini', 'pennfudan' nor a folder "
-                        "holding train/, train.json, val/ and val.json.")
+                        "holding train/, train.json, val/ and val.json (a synthetic one is made by "
+                        f"`fpnlab make-data --out {dataset}`).")
     return CocoDetection(*paths.split(split), transforms=transforms)
