@@ -5,7 +5,7 @@
     python benchmarks/detector_speed.py --save           # also write results/benchmark_<device>.json
 
 torchvision's detector is built with random weights (nothing is downloaded) and copied into fpnlab with
-fpnlab.detector.from_torchvision, so both compute the same function. Measured, per precision:
+fpnlab.torchvision_port.from_torchvision, so both compute the same function. Measured, per precision:
 
     train img/s       forward + backward + SGD step on batches of `--batch` images, ~`--boxes` boxes each
     infer ms/img b1   median latency of one image (eval mode, inference_mode)
@@ -19,6 +19,7 @@ The table's last column is fpnlab / torchvision; the issue's targets (train bf16
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import contextlib
 import shlex
 import statistics
@@ -31,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
-from fpnlab.detector import from_torchvision
+from fpnlab.torchvision_port import from_torchvision
 from fpnlab.env import device_name
 from fpnlab.results import write_result
 
@@ -258,7 +259,10 @@ def canonical_order(detections: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def set_score_threshold(model: nn.Module, threshold: float) -> None:
     """The Fast R-CNN head's score threshold (0 keeps every detection, so random weights still give some)."""
-    model.roi_heads.score_thresh = threshold
+    if hasattr(model.roi_heads, "config"):  # fpnlab: settings live in a BoxHeadConfig
+        model.roi_heads.config = dataclasses.replace(model.roi_heads.config, score_thresh=threshold)
+    else:  # torchvision
+        model.roi_heads.score_thresh = threshold
 
 
 # --- the table --------------------------------------------------------------------------------------

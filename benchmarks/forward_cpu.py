@@ -7,7 +7,7 @@
 
 torchvision's fasterrcnn_resnet50_fpn architecture (FrozenBatchNorm, 91 classes, as its COCO weights) is
 built with random weights (nothing is downloaded; BatchNorm statistics gathered on random images so the
-features are well scaled) and copied into fpnlab with ``fpnlab.detector.from_torchvision``. Both run under
+features are well scaled) and copied into fpnlab with ``fpnlab.torchvision_port.from_torchvision``. Both run under
 torch.inference_mode, alternating run by run so that a busy machine slows both alike; the table shows the
 median and the fastest wall-clock run, the median process CPU time (steadier than wall-clock time on a
 shared machine) and both as fpnlab / torchvision ratios (below 1 means fpnlab is faster).
@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torchvision.models.detection import FasterRCNN, fasterrcnn_resnet50_fpn
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
-from fpnlab.detector import from_torchvision
+from fpnlab.torchvision_port import from_torchvision
 from fpnlab.results import write_result
 
 

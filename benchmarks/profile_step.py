@@ -37,7 +37,8 @@ from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
 from detector_speed import PRECISIONS, Settings, autocast, default_settings, make_batch, synchronize
 from fpnlab.config import PRESETS
-from fpnlab.detector import DetectorConfig, build_detector
+from fpnlab.detector import build_detector
+from fpnlab.model_config import DetectorConfig, upgrade_flat_layout
 from fpnlab.results import write_result
 
 SYNC_OPS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::_unique2", "aten::unique_consecutive",
@@ -66,10 +67,9 @@ def build_model(kind: str, settings: Settings) -> nn.Module:
         return fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, min_size=short, max_size=long,
                                        **settings.heads).to(settings.device)
     if kind == "cpu":
-        fields = {**PRESETS["cpu"]["model"], "min_size": short, "max_size": long}
-        return build_detector(DetectorConfig(num_classes=91, **fields)).to(settings.device)
-    fields = dict(norm="bn", trainable_layers=5, min_size=short, max_size=long, **settings.heads)
-    return build_detector(DetectorConfig(num_classes=91, **fields)).to(settings.device)
+        return build_detector(PRESETS["cpu"].model, num_classes=91, min_size=short, max_size=long).to(settings.device)
+    fields = dict(norm="bn", trainable_layers=5, min_size=short, max_size=long, **settings.heads)  # torchvision's names
+    return build_detector(DetectorConfig.from_dict(upgrade_flat_layout(fields)), num_classes=91).to(settings.device)
 
 
 @contextlib.contextmanager

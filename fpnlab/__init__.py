@@ -14,10 +14,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "DetectorConfig": "fpnlab.detector",
+    "DetectorConfig": "fpnlab.model_config",
     "FPNDetector": "fpnlab.detector",
     "build_detector": "fpnlab.detector",
-    "from_torchvision": "fpnlab.detector",
+    "from_torchvision": "fpnlab.torchvision_port",
     "shapes_mini": "fpnlab.data",
     "load_split": "fpnlab.data",
 }

@@ -49,8 +49,17 @@ def xyxy_to_xywh(boxes: Tensor) -> Tensor:
     return torch.stack([x1, y1, x2 - x1, y2 - y1], dim=-1)
 
 
+def upcast(t: Tensor) -> Tensor:
+    """float16/bfloat16 -> float32 and small integers -> int64, so areas cannot overflow (a 1000 x 1000 box
+    has an area of 1e6, beyond float16's 65504), as torchvision computes them."""
+    if t.is_floating_point():
+        return t if t.dtype in (torch.float32, torch.float64) else t.float()
+    return t if t.dtype in (torch.int32, torch.int64) else t.long()
+
+
 def box_area(boxes: Tensor) -> Tensor:
-    """Area of each box: (N, 4) -> (N,)."""
+    """Area of each box: (N, 4) -> (N,), in float32 (or wider) for half-precision boxes."""
+    boxes = upcast(boxes)
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
@@ -66,6 +75,7 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
 
 def _iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """box_iou without input checks, for callers that validated already: (N, 4), (M, 4) -> (N, M)."""
+    boxes1, boxes2 = upcast(boxes1), upcast(boxes2)
     area1, area2 = box_area(boxes1), box_area(boxes2)
     top_left = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])  # (N, M, 2)
     bottom_right = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])  # (N, M, 2)

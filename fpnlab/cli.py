@@ -1,7 +1,8 @@
-"""The `fpnlab` command line: one sub-command per job, each implemented next to the code it runs.
+"""The `fpnlab` command line: one sub-command per job, each a module of fpnlab.commands.
 
-Each command module defines `add_arguments(parser)` and `run(args) -> int`; it is imported only
-when its command is used, so `fpnlab --help` answers instantly.
+A command's module is imported only when that command runs, so `fpnlab --help` answers at once.
+Any FpnlabError (a bad path, file, option or setting) is printed as one line naming the problem and
+the command exits with code 2; `--debug` shows the traceback as well. Ctrl-C exits with 130.
 """
 from __future__ import annotations
 
@@ -10,24 +11,34 @@ import importlib
 import os
 import shlex
 import sys
+import traceback
 
 from .errors import FpnlabError
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "make-data": ("fpnlab.data.synthetic", "generate the synthetic multi-scale shapes dataset"),
-    "download": ("fpnlab.data.pennfudan", "download a small real dataset and convert it to COCO"),
-    "train": ("fpnlab.train", "train a detector (or resume a run)"),
-    "eval": ("fpnlab.evaluate", "COCO metrics and proposal recall of a checkpoint"),
-    "detect": ("fpnlab.detect", "draw a checkpoint's detections on an image"),
-    "ablate": ("fpnlab.ablation", "train and score the paper's FPN ablations"),
+    "make-data": ("fpnlab.commands.make_data", "generate the synthetic multi-scale shapes dataset"),
+    "download": ("fpnlab.commands.download", "download a small real dataset and convert it to COCO"),
+    "train": ("fpnlab.commands.train", "train a detector (or resume a run)"),
+    "eval": ("fpnlab.commands.eval", "COCO metrics and proposal recall of a checkpoint"),
+    "detect": ("fpnlab.commands.detect", "draw a checkpoint's detections on an image"),
+    "ablate": ("fpnlab.commands.ablate", "train and score the paper's FPN ablations"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser: `fpnlab COMMAND ...`."""
     parser = argparse.ArgumentParser(prog="fpnlab", description="Feature Pyramid Network lab.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def command_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of one command, with its own options and --debug."""
+    parser = argparse.ArgumentParser(prog=f"fpnlab {name}", description=COMMANDS[name][1])
+    importlib.import_module(COMMANDS[name][0]).add_arguments(parser)
+    parser.add_argument("--debug", action="store_true", help="on an error, show the traceback too")
     return parser
 
 
@@ -36,17 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         build_parser().parse_args(argv or ["--help"])  # prints help or a clear "invalid choice"
         return 2
-    name, rest = argv[0], argv[1:]
-    module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"fpnlab {name}", description=COMMANDS[name][1])
-    module.add_arguments(parser)
-    args = parser.parse_args(rest)
+    name = argv[0]
+    args = command_parser(name).parse_args(argv[1:])
     args.command_line = typed_command(argv)
     try:
-        return int(module.run(args) or 0)
+        return int(importlib.import_module(COMMANDS[name][0]).run(args) or 0)
     except FpnlabError as err:
+        if args.debug:
+            traceback.print_exc()
         print(f"fpnlab {name}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 def typed_command(argv: list[str]) -> str:

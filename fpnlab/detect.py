@@ -1,34 +1,44 @@
-"""`fpnlab detect IMAGE`: run a trained detector on one image and save it with its boxes drawn, as PNG.
+"""Run a trained detector on one image file and draw what it finds (`fpnlab detect`).
 
-    fpnlab detect photo.jpg                                  # the shipped demo model -> photo_detections.png
-    fpnlab detect photo.jpg --checkpoint runs/cpu/checkpoint.pt --out boxes.png --score-threshold 0.3
+    image, note = read_image("photo.jpg")                   # (3, H, W) in [0, 1], large photos shrunk
+    detections = detect(model, image, score_threshold=0.5)  # boxes (N, 4), labels (N,), scores (N,)
+    save_detections(image, detections, model.categories, Path("boxes.png"))
+
+A photo larger than MAX_SIDE pixels is shrunk before it becomes a float tensor (an 8000 x 8000 photo
+would take gigabytes otherwise); the detector resizes its input to a few hundred pixels anyway, so
+nothing it could find is lost, and the boxes are drawn on the shrunk image.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
+from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor, nn
 
-from fpnlab.data.transforms import ToTensor
-from fpnlab.errors import DataError, FpnlabError
+from fpnlab.data.images import SIXTEEN_BIT_MODES, open_image, to_tensor
+from fpnlab.errors import DataError
+from fpnlab.plots import draw_boxes, show_image
 
 SCORE_THRESHOLD = 0.5  # draw detections scoring at least this
+MAX_SIDE = 2048  # longer image sides are shrunk to this before detection
 
 
-def read_image(path: str | Path) -> Tensor:
-    """An image file as (3, H, W) float in [0, 1]; a missing or unreadable file raises DataError."""
+def read_image(path: str | Path, max_side: int = MAX_SIDE) -> tuple[Tensor, str]:
+    """The image file as (3, H, W) float in [0, 1], its longer side at most `max_side`, and a note saying
+    whether it was shrunk ("" if not). A missing, unreadable or oversized file raises DataError."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"image file {path} does not exist.")
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-    except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for corrupt or non-image files
-        raise DataError(f"image file {path} cannot be read; it is truncated or not an image ({err}).") from None
-    return ToTensor()(image, {})[0]
+    image = open_image(path)
+    note = ""
+    if max(image.size) > max_side:
+        original = image.size
+        image = image.convert("I" if image.mode in SIXTEEN_BIT_MODES else "RGB")  # modes PIL resizes well
+        image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+        note = f"shrunk from {original[0]} x {original[1]} to {image.width} x {image.height} pixels"
+    return to_tensor(image), note
 
 
 @torch.inference_mode()
@@ -43,43 +53,12 @@ def detect(model: nn.Module, image: Tensor, score_threshold: float = SCORE_THRES
 
 def save_detections(image: Tensor, detections: dict[str, Tensor], categories: list[str], out: Path) -> Path:
     """Draw the boxes with their class and score over the image, at the image's own resolution, as PNG."""
-    from matplotlib.figure import Figure
-
-    from fpnlab.plots import draw_boxes, show_image
-
     dpi = 100
     height, width = image.shape[-2:]
     fig = Figure(figsize=(width / dpi, height / dpi))
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))  # the image fills the PNG: no margins
     show_image(ax, image)
     draw_boxes(ax, detections["boxes"], detections["labels"], detections["scores"], categories)
+    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi, format="png")
     return out
-
-
-# --- command line -------------------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", type=Path, help="image file (JPEG, PNG, ...)")
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="checkpoint or exported model (default: the shipped demo model)")
-    parser.add_argument("--out", type=Path, default=None, help="PNG to write (default IMAGE_detections.png)")
-    parser.add_argument("--score-threshold", type=float, default=SCORE_THRESHOLD,
-                        help=f"draw detections scoring at least this (default {SCORE_THRESHOLD})")
-
-
-def run(args: argparse.Namespace) -> int:
-    from fpnlab.checkpoint import DEMO_CHECKPOINT, load_model
-    from fpnlab.env import default_device
-
-    out = args.out or args.image.with_name(f"{args.image.stem}_detections.png")
-    if not out.parent.is_dir():
-        raise FpnlabError(f"--out {out}: folder {out.parent} does not exist.")
-    image = read_image(args.image)
-    model = load_model(args.checkpoint or DEMO_CHECKPOINT, default_device())
-    detections = detect(model, image, args.score_threshold)
-    save_detections(image, detections, model.categories, out)
-    names = [model.categories[int(label) - 1] for label in detections["labels"]]
-    print(f"{out}: {len(names)} detection(s) scoring >= {args.score_threshold}"
-          + (f" ({', '.join(sorted(set(names)))})" if names else ""))
-    return 0

@@ -1,7 +1,7 @@
 """Evaluation as the FPN paper reports it: COCO box AP (Table 3), proposal recall (Table 1), pyramid levels.
 
     coco_metrics(model, dataset)       AP, AP50, AP75, AP_s/m/l, AR1/10/100, AR_s/m/l via pycocotools
-    proposal_recall(model, dataset)    the RPN alone: AR@100, AR@1000, AR_s/m/l@1000 (paper Table 1)
+    proposal_recall(model, dataset)    the RPN alone: AR@100, AR_s@100, AR@1000, AR_s/m/l@1000 (paper Table 1)
     level_statistics(model, dataset)   GT boxes, positive anchors, proposals and ROIs per pyramid level
     format_table(metrics)              any of the above as a text table
 
@@ -14,80 +14,65 @@ process returns the same numbers for the whole dataset.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
-import math
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-import torch.distributed as dist
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from fpnlab.boxes import box_iou, xyxy_to_xywh
+from fpnlab.checkpoint import build_model_from, load_checkpoint
+from fpnlab.data import CocoDetection, load_split
+from fpnlab.distributed import gather, my_indices
 from fpnlab.errors import FpnlabError
-from fpnlab.levels import assign_levels
+from fpnlab.levels import assign_levels, level_number
+from fpnlab.runlog import phase
+from fpnlab.switch import evaluating
 from fpnlab.transform import resize_boxes
 
 COCO_METRICS = ("AP", "AP50", "AP75", "AP_s", "AP_m", "AP_l", "AR1", "AR10", "AR100", "AR_s", "AR_m", "AR_l")
-PROPOSAL_METRICS = ("AR@100", "AR@1000", "AR_s@1000", "AR_m@1000", "AR_l@1000")
+PROPOSAL_METRICS = ("AR@100", "AR_s@100", "AR@1000", "AR_s@1000", "AR_m@1000", "AR_l@1000")
 PROPOSAL_MAX_DETS = (100, 1000)
 
 
 # --- running the model over a dataset -----------------------------------------------------------
 
-def my_indices(dataset: Any, max_images: int | None) -> list[int]:
-    """The dataset indices this process evaluates: all of them, or its share under DDP."""
-    n = min(len(dataset), max_images or len(dataset))
-    if dist.is_initialized():
-        return list(range(dist.get_rank(), n, dist.get_world_size()))
-    return list(range(n))
-
-
-def gather(items: list) -> list:
-    """The concatenation of every process's `items` (just `items` without DDP)."""
-    if not dist.is_initialized():
-        return items
-    parts: list[list] = [[] for _ in range(dist.get_world_size())]
-    dist.all_gather_object(parts, items)
-    return [item for part in parts for item in part]
-
-
-def batches(dataset: Any, max_images: int | None, batch_size: int, progress: bool,
+def batches(dataset: Any, max_images: int | None, batch_size: int, progress: bool | None,
             desc: str) -> Iterator[list[tuple[Tensor, dict[str, Any]]]]:
     """This process's (image, target) samples, `batch_size` at a time, with a progress bar."""
-    indices = my_indices(dataset, max_images)
-    for start in tqdm(range(0, len(indices), batch_size), desc=desc, unit="batch", disable=not progress):
-        yield [dataset[i] for i in indices[start:start + batch_size]]
+    if batch_size < 1:
+        raise FpnlabError(f"the evaluation batch size must be >= 1, got {batch_size}.")
+    if max_images is not None and max_images < 1:
+        raise FpnlabError(f"max_images must be >= 1 (or None for all), got {max_images}.")
+    indices = my_indices(len(dataset) if max_images is None else min(len(dataset), max_images))
+    with phase(desc, len(indices), "images", progress) as bar:
+        for start in range(0, len(indices), batch_size):
+            yield [dataset[i] for i in indices[start:start + batch_size]]
+            bar.update(len(indices[start:start + batch_size]))
 
 
-@torch.inference_mode()
 def run_over(model: nn.Module, dataset: Any, predict: Callable[[list[Tensor]], list[dict[str, Tensor]]],
-             max_images: int | None, batch_size: int, progress: bool, desc: str) -> list[tuple[int, dict]]:
+             max_images: int | None, batch_size: int, progress: bool | None, desc: str) -> list[tuple[int, dict]]:
     """[(image_id, output), ...] of `predict(images)` over this process's images, in eval mode."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     results = []
-    for samples in batches(dataset, max_images, batch_size, progress, desc):
-        outputs = predict([image.to(device) for image, _ in samples])
-        results += [(target["image_id"], {k: v.cpu() for k, v in out.items()})
-                    for (_, target), out in zip(samples, outputs)]
-    model.train(was_training)
+    with evaluating(model):
+        for samples in batches(dataset, max_images, batch_size, progress, desc):
+            outputs = predict([image.to(device) for image, _ in samples])
+            results += [(target["image_id"], {k: v.cpu() for k, v in out.items()})
+                        for (_, target), out in zip(samples, outputs)]
     return results
 
 
 def cocoeval(coco_gt: Any, results: list[dict[str, Any]], image_ids: list[int], use_cats: bool,
              max_dets: tuple[int, ...]) -> Any:
     """pycocotools' COCOeval (bbox) of `results` over `image_ids`, evaluated and accumulated, quietly."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     coco_dt = COCO()  # COCO.loadRes without its prints and its failure on an empty result list
     coco_dt.dataset = {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"],
                        "annotations": [{**r, "id": i + 1, "area": r["bbox"][2] * r["bbox"][3], "iscrowd": 0}
@@ -106,7 +91,7 @@ def cocoeval(coco_gt: Any, results: list[dict[str, Any]], image_ids: list[int], 
 # --- the metrics --------------------------------------------------------------------------------
 
 def coco_metrics(model: nn.Module, dataset: Any, max_images: int | None = None, batch_size: int = 4,
-                 progress: bool = True) -> dict[str, float]:
+                 progress: bool | None = True) -> dict[str, float]:
     """COCO box metrics of the detector on `dataset` (a CocoDetection): {"AP": ..., ..., "AR_l": ...}.
 
     Labels are mapped back to the annotation file's category ids with dataset.label_to_cat_id.
@@ -124,7 +109,7 @@ def coco_metrics(model: nn.Module, dataset: Any, max_images: int | None = None, 
 
 
 def proposal_recall(model: nn.Module, dataset: Any, max_images: int | None = None, batch_size: int = 4,
-                    progress: bool = True) -> dict[str, float]:
+                    progress: bool | None = True) -> dict[str, float]:
     """Average recall of the RPN's proposals, class-agnostic (FPN paper, Table 1).
 
     AR is recall averaged over IoU 0.5:0.05:0.95 (pycocotools with useCats=0), for the top 100 and the
@@ -145,17 +130,18 @@ def proposal_recall(model: nn.Module, dataset: Any, max_images: int | None = Non
         return float(np.mean(r[r > -1])) if (r > -1).any() else -1.0
 
     all_, small, medium, large = range(4)  # COCOeval's area ranges: all, small, medium, large
-    return {"AR@100": mean_recall(all_, 0), "AR@1000": mean_recall(all_, 1), "AR_s@1000": mean_recall(small, 1),
-            "AR_m@1000": mean_recall(medium, 1), "AR_l@1000": mean_recall(large, 1)}
+    return {"AR@100": mean_recall(all_, 0), "AR_s@100": mean_recall(small, 0), "AR@1000": mean_recall(all_, 1),
+            "AR_s@1000": mean_recall(small, 1), "AR_m@1000": mean_recall(medium, 1),
+            "AR_l@1000": mean_recall(large, 1)}
 
 
 @torch.inference_mode()
 def level_statistics(model: nn.Module, dataset: Any, max_images: int | None = None, batch_size: int = 4,
-                     progress: bool = True) -> dict[str, dict[str, int]]:
+                     progress: bool | None = True) -> dict[str, dict[str, int]]:
     """How many of each land on each pyramid level, summed over the images: {"p2": {"gt": n, ...}, ...}.
 
-        gt         ground-truth boxes, by FPN Eq. 1 (fpnlab.levels.assign_levels, k in 2..5), measured
-                   at the detector's input scale (after its resize)
+        gt         ground-truth boxes, by FPN Eq. 1 with the model's canonical size (k in 2..5),
+                   measured at the detector's input scale (after its resize)
         anchors    positive anchors: those the RPN's own Matcher assigns to a ground-truth box
                    (IoU >= 0.7, or a box's best anchor), counted on the level they sit on
         proposals  the RPN's proposals (eval mode, after NMS), on the level of the anchor they came from
@@ -164,7 +150,7 @@ def level_statistics(model: nn.Module, dataset: Any, max_images: int | None = No
     Rows are levels k, named "p<k>" (a single-scale C4 or C5 model uses k = 4 or 5).
     """
     device = next(model.parameters()).device
-    level_of_name = {name: int(math.log2(stride)) for name, stride in model.neck.strides.items()}
+    level_of_name = {name: level_number(name) for name in model.neck.strides}
     counts: Counter[tuple[str, int]] = Counter()
 
     def count(kind: str, levels: Tensor) -> None:
@@ -177,7 +163,8 @@ def level_statistics(model: nn.Module, dataset: Any, max_images: int | None = No
                                    for name in seen["levels"]])  # (sum H*W*A,)
         for i, (_, target) in enumerate(samples):
             gt = resize_boxes(target["boxes"].to(device), seen["input_sizes"][i], seen["image_sizes"][i])  # (G, 4)
-            count("gt", assign_levels(gt))
+            count("gt", assign_levels(gt, canonical_size=model.config.canonical_size(),
+                                      canonical_level=model.config.roi.canonical_level))
             if len(gt):
                 matched = model.rpn.matcher(box_iou(gt, anchors)) >= 0  # (sum H*W*A,)
                 count("anchors", anchor_levels[matched.cpu()])
@@ -193,32 +180,6 @@ def level_statistics(model: nn.Module, dataset: Any, max_images: int | None = No
 
 
 # --- tables -------------------------------------------------------------------------------------
-
-def missed_objects(gt_boxes: Tensor, det_boxes: Tensor, iou_thresh: float = 0.5) -> Tensor:
-    """(N,) bool: the ground-truth boxes that no detection overlaps with IoU >= iou_thresh."""
-    if len(det_boxes) == 0:
-        return torch.ones(len(gt_boxes), dtype=torch.bool)
-    if len(gt_boxes) == 0:
-        return torch.zeros(0, dtype=torch.bool)
-    return box_iou(gt_boxes.float(), det_boxes.float()).amax(dim=1) < iou_thresh
-
-
-def recall_by_size(detections: list[dict[str, Tensor]], targets: list[dict[str, Tensor]],
-                   score_thresh: float = 0.5, iou_thresh: float = 0.5) -> dict[str, dict[str, float]]:
-    """{"small" | "medium" | "large": {"objects": n, "recall": r}}: the share of ground-truth objects of each
-    COCO size bucket (by `area`) that a detection scoring >= score_thresh overlaps with IoU >= iou_thresh.
-    A bucket without objects has recall nan."""
-    from fpnlab.data.coco import AREA_RANGES
-
-    found = torch.cat([~missed_objects(t["boxes"], d["boxes"][d["scores"] >= score_thresh].cpu(), iou_thresh)
-                       for d, t in zip(detections, targets)])  # (N,) over all images
-    areas = torch.cat([t["area"] for t in targets])  # (N,)
-    stats = {}
-    for name, (low, high) in AREA_RANGES.items():
-        in_bucket = (areas >= low) & (areas < high)
-        stats[name] = {"objects": int(in_bucket.sum()), "recall": found[in_bucket].float().mean().item()}
-    return stats
-
 
 def format_table(metrics: dict[str, Any], title: str | None = None) -> str:
     """A text table: one row for {name: value}, one row per key for {row: {name: value}}.
@@ -242,67 +203,28 @@ def format_table(metrics: dict[str, Any], title: str | None = None) -> str:
     return "\n".join(lines)
 
 
-# --- command line -------------------------------------------------------------------------------
+# --- a checkpoint, scored -------------------------------------------------------------------------
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="checkpoint or exported model (default: the shipped demo model)")
-    parser.add_argument("--dataset", default=None,
-                        help="'shapes-mini', 'pennfudan' or a dataset folder (default: the one it was trained on)")
-    parser.add_argument("--split", default="val", choices=("train", "val"), help="split to evaluate (default val)")
-    parser.add_argument("--max-images", type=int, default=None, help="evaluate the first N images only")
-    parser.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4)")
-    parser.add_argument("--proposals", action="store_true", help="also score the RPN's proposals (AR, paper Table 1)")
-    parser.add_argument("--levels", action="store_true", help="also count GT boxes, anchors, proposals, ROIs per level")
-    parser.add_argument("--result", default=None, metavar="NAME", help="record the numbers in results/NAME.json")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+def evaluate_checkpoint(path: Path, dataset: str | None = None, split: str = "val", max_images: int | None = None,
+                        batch_size: int = 4, proposals: bool = False, levels: bool = False,
+                        progress: bool | None = True, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """What `fpnlab eval` prints and records: COCO metrics (and proposal recall, level counts) of a checkpoint.
 
-
-def run(args: argparse.Namespace) -> int:
-    from fpnlab.checkpoint import DEMO_CHECKPOINT
-    from fpnlab.train import init_distributed, resolve_device
-
-    if args.max_images is not None and args.max_images < 1:
-        raise FpnlabError(f"--max-images must be >= 1, got {args.max_images}.")
-    device = resolve_device("auto", int(os.environ.get("LOCAL_RANK", "0")))
-    rank, _ = init_distributed(device)  # under torchrun each process scores its share of the images
-    try:
-        record = evaluate_checkpoint(args.checkpoint or DEMO_CHECKPOINT, args, device)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    if rank != 0:
-        return 0
-    print(format_table(record["coco_metrics"], title=f"COCO box metrics, {record['dataset']} {args.split}"))
-    if args.proposals:
-        print(format_table(record["proposal_recall"], title="\nRPN proposal recall"))
-    if args.levels:
-        print(format_table(record["level_statistics"], title="\nPer pyramid level"))
-    if args.result:
-        from fpnlab.results import write_result
-
-        print(f"wrote {write_result(args.result, record, device=device, command=args.command_line)}")
-    return 0
-
-
-def evaluate_checkpoint(path: Path, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    """The numbers `fpnlab eval` prints and records, for the checkpoint at `path`."""
-    from fpnlab.checkpoint import build_model_from, load_checkpoint
-    from fpnlab.data import load_split
-
+    `dataset` defaults to the one the checkpoint was trained on.
+    """
     checkpoint = load_checkpoint(path)
     model = build_model_from(checkpoint, path).to(device)
-    dataset_name = args.dataset or checkpoint.get("train_config", {}).get("dataset", "shapes-mini")
-    dataset = load_split(dataset_name, args.split)
-    if model.categories != dataset.categories:
-        raise FpnlabError(f"checkpoint {path} detects {', '.join(model.categories)} but dataset {dataset_name} "
-                          f"has {', '.join(dataset.categories)}.")
-    options = dict(max_images=args.max_images, batch_size=args.batch_size, progress=not args.no_progress)
-    record: dict[str, Any] = {"checkpoint": str(path), "dataset": str(dataset_name), "split": args.split,
-                              "images": min(len(dataset), args.max_images or len(dataset)),
-                              "coco_metrics": coco_metrics(model, dataset, **options)}
-    if args.proposals:
-        record["proposal_recall"] = proposal_recall(model, dataset, **options)
-    if args.levels:
-        record["level_statistics"] = level_statistics(model, dataset, **options)
+    name = dataset or checkpoint.get("train_config", {}).get("dataset", "shapes-mini")
+    data: CocoDetection = load_split(name, split)
+    if model.categories != data.categories:
+        raise FpnlabError(f"checkpoint {path} detects {', '.join(model.categories)} but dataset {name} "
+                          f"has {', '.join(data.categories)}.")
+    options = dict(max_images=max_images, batch_size=batch_size, progress=progress)
+    record: dict[str, Any] = {"checkpoint": str(path), "dataset": str(name), "split": split,
+                              "images": len(data) if max_images is None else min(len(data), max_images),
+                              "coco_metrics": coco_metrics(model, data, **options)}
+    if proposals:
+        record["proposal_recall"] = proposal_recall(model, data, **options)
+    if levels:
+        record["level_statistics"] = level_statistics(model, data, **options)
     return record

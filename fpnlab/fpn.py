@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fpnlab.errors import FpnlabError
+from fpnlab.levels import level_number
 
 FPN_LEVELS = ("p2", "p3", "p4", "p5", "p6")
 FPN_CHANNELS = 256  # d = 256 in the paper
@@ -52,9 +53,9 @@ class FPN(nn.Module):
             raise FpnlabError("FPN needs top_down=True or lateral=True: without both, levels below P5 get no input.")
         self.top_down, self.use_lateral = top_down, lateral
         self.out_levels, self.out_channels = tuple(out_levels), out_channels
-        self.strides = {name: 2 ** int(name[1:]) for name in self.out_levels}
+        self.strides = {name: 2 ** level_number(name) for name in self.out_levels}
         top = 3  # index of C5
-        smoothed = sorted({min(int(name[1:]) - 2, top) for name in out_levels})  # P6 is pooled from P5
+        smoothed = sorted({min(level_number(name) - 2, top) for name in out_levels})  # P6 is pooled from P5
         # indices i whose map M_{i+2} is computed: top-down, M_k needs every coarser M as well
         self._merged = list(range(smoothed[0], top + 1)) if top_down else smoothed
         laterals = self._merged if lateral else [top]  # row (e): only C5 has a 1x1 conv

@@ -7,11 +7,13 @@ goes one level finer, twice as large one level coarser.
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 from torch import Tensor
 
 from fpnlab.boxes import box_area, check_boxes
+from fpnlab.errors import FpnlabError
 
 # torchvision's epsilon convention (LevelMapper, eps=1e-6), added before the floor. A box exactly on a
 # level boundary (sqrt(w*h) = 112, 224, 448, ...) should land on the coarser level, but float32
@@ -20,7 +22,15 @@ from fpnlab.boxes import box_area, check_boxes
 LEVEL_EPS = 1e-6
 
 
-def continuous_level(w: Tensor | float, h: Tensor | float, canonical_size: int = 224,
+def level_number(name: str) -> int:
+    """The level k of a feature map from its name: "p3" -> 3, "c4" -> 4 (its stride is 2^k)."""
+    match = re.fullmatch(r"[a-z]+(\d+)", name)
+    if match is None:
+        raise FpnlabError(f"pyramid level names end in their level number, like 'p2' or 'c4', got {name!r}.")
+    return int(match.group(1))
+
+
+def continuous_level(w: Tensor | float, h: Tensor | float, canonical_size: float = 224,
                      canonical_level: int = 4) -> Tensor | float:
     """Eq. 1 before the floor: k0 + log2(sqrt(w * h) / 224), e.g. 4.0 for 224 x 224, 3.5 for 158 x 158."""
     if isinstance(w, Tensor) or isinstance(h, Tensor):
@@ -28,7 +38,7 @@ def continuous_level(w: Tensor | float, h: Tensor | float, canonical_size: int =
     return canonical_level + math.log2(math.sqrt(w * h) / canonical_size)
 
 
-def assign_levels(boxes: Tensor, k_min: int = 2, k_max: int = 5, canonical_size: int = 224,
+def assign_levels(boxes: Tensor, k_min: int = 2, k_max: int = 5, canonical_size: float = 224,
                   canonical_level: int = 4) -> Tensor:
     """Pyramid level k of each box: (N, 4) -> (N,) int64, FPN paper Eq. 1,
 

@@ -7,12 +7,17 @@ Both heads learn the same way (Faster R-CNN paper, Sec. 3.1.2):
                                        RPN: 0.7 / 0.3 plus low-quality matches; Fast R-CNN: 0.5 / 0.5.
     BalancedPositiveNegativeSampler    a random mini-batch of positives and negatives per image:
                                        RPN 256 anchors, half positive; Fast R-CNN 512 ROIs, a quarter.
+    sample_targets                     both, then the regression targets (Eq. 2) of the positives:
+                                       what each head's loss compares its outputs with.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from fpnlab.boxes import BoxCoder, box_iou
 from fpnlab.errors import FpnlabError
 
 BELOW_LOW_THRESHOLD = -1  # background
@@ -44,7 +49,7 @@ class Matcher:
 
     def __call__(self, iou: Tensor) -> Tensor:
         """(M, N) IoU of gt boxes x predictions -> (N,) matched gt index, or -1 / -2."""
-        if iou.shape[0] == 0:  # an image without objects: everything is background
+        if iou.shape[0] == 0 or iou.shape[1] == 0:  # no objects: all background; no predictions: nothing to match
             return torch.full((iou.shape[1],), BELOW_LOW_THRESHOLD, dtype=torch.int64, device=iou.device)
         best_iou, best_gt = iou.max(dim=0)  # (N,) each: the best gt of every prediction
         matches = best_gt.clone()
@@ -84,3 +89,28 @@ class BalancedPositiveNegativeSampler:
 def _random_subset(indices: Tensor, k: int) -> Tensor:
     """k of ``indices`` picked uniformly at random, without replacement."""
     return indices[torch.randperm(len(indices), device=indices.device)[:k]]
+
+
+class SampledTargets(NamedTuple):
+    """The training targets of one image's sampled anchors or ROIs."""
+
+    positive: Tensor  # (P,) indices of the sampled positives
+    negative: Tensor  # (Q,) indices of the sampled negatives
+    labels: Tensor  # (P + Q,) int64 label of each sampled one, positives first: the gt class, 0 background
+    box_targets: Tensor  # (P, 4) the deltas that move each positive onto its gt box (BoxCoder.encode)
+
+
+def sample_targets(matcher: Matcher, sampler: BalancedPositiveNegativeSampler, box_coder: BoxCoder,
+                   gt_boxes: Tensor, gt_labels: Tensor, candidates: Tensor) -> SampledTargets:
+    """Match candidates (N, 4) to gt boxes (M, 4), label them, sample a mini-batch, encode the positives.
+
+    The label of a match is its gt box's label (the RPN passes ones: "object"); -1 / -2 become
+    background / ignored, and ignored candidates are never sampled.
+    """
+    matches = matcher(box_iou(gt_boxes, candidates))  # (N,) gt index, -1 background, -2 ignored
+    labels = torch.zeros_like(matches)  # (N,)
+    labels[matches >= 0] = gt_labels[matches[matches >= 0]]
+    labels[matches == BETWEEN_THRESHOLDS] = -1
+    positive, negative = sampler(labels)
+    box_targets = box_coder.encode(gt_boxes[matches[positive]], candidates[positive])  # (P, 4)
+    return SampledTargets(positive, negative, labels[torch.cat([positive, negative])], box_targets)

@@ -21,7 +21,8 @@ from torch import Tensor
 
 from fpnlab.boxes import box_area
 from fpnlab.data.coco import AREA_RANGES
-from fpnlab.evaluate import missed_objects
+from fpnlab.levels import level_number
+from fpnlab.recall import missed_objects
 
 COCO_SIZE_NAMES = tuple(AREA_RANGES)  # small, medium, large
 COCO_SIZE_EDGES = tuple(math.sqrt(high) for _, high in list(AREA_RANGES.values())[:-1])  # sqrt(area): 32, 96
@@ -170,14 +171,13 @@ def draw_pyramid(ax: Axes, levels: Sequence[str] = ("p2", "p3", "p4", "p5"), hig
         ax.add_patch(Polygon([(-half, i), (half, i), (half * 0.9, i + 0.8), (-half * 0.9, i + 0.8)],
                              closed=True, facecolor=LEVEL_COLORS.get(name, "0.5") if chosen else "0.92",
                              edgecolor=LEVEL_COLORS.get(name, "k"), linewidth=3 if chosen else 1))
-        k = int(name[1:])
-        label = f"{name.upper()}  stride {2 ** k}"
+        label = f"{name.upper()}  stride {2 ** level_number(name)}"
         if shapes is not None and name in shapes:
             label += f"  {shapes[name][0]}x{shapes[name][1]}"
         ax.text(0, i + 0.4, label, ha="center", va="center", fontsize=9,
                 fontweight="bold" if chosen else "normal", color="white" if chosen else "k")
     if marker is not None:
-        first = int(levels[0][1:])
+        first = level_number(levels[0])
         y = min(max(marker - first, -0.4), n + 0.2) + 0.4  # level k's slab is centred at height k - first + 0.4
         ax.annotate(f"k = {marker:.2f}", xy=(1.05, y), xytext=(1.6, y), va="center", fontsize=9,
                     arrowprops=dict(arrowstyle="->", color="k"))

@@ -11,7 +11,6 @@ per image, in image pixels; ``spatial_scale`` (1 / stride) maps them onto the fe
 from __future__ import annotations
 
 import math
-import re
 
 import torch
 import torchvision
@@ -19,7 +18,7 @@ from torch import Tensor, nn
 
 from fpnlab.boxes import check_boxes
 from fpnlab.errors import FpnlabError
-from fpnlab.levels import assign_levels
+from fpnlab.levels import assign_levels, level_number
 from fpnlab.switch import reference_ops_enabled
 
 
@@ -169,11 +168,11 @@ class MultiScaleRoIPooler(nn.Module):
 
     def __init__(self, levels: tuple[str, ...] = ("p2", "p3", "p4", "p5"), output_size: int = 7,
                  sampling_ratio: int = 2, aligned: bool = False, mode: str = "align",
-                 canonical_size: int = 224, canonical_level: int = 4) -> None:
+                 canonical_size: float = 224, canonical_level: int = 4) -> None:
         super().__init__()
         if mode not in ("align", "pool"):
             raise FpnlabError(f"MultiScaleRoIPooler mode must be 'align' or 'pool', got {mode!r}.")
-        self.ks = [_level_number(name) for name in levels]
+        self.ks = [level_number(name) for name in levels]
         if self.ks != list(range(self.ks[0], self.ks[0] + len(levels))):
             raise FpnlabError(f"MultiScaleRoIPooler levels must be consecutive and in order, got {levels}.")
         self.levels, self.output_size, self.sampling_ratio = tuple(levels), output_size, sampling_ratio
@@ -189,6 +188,8 @@ class MultiScaleRoIPooler(nn.Module):
         """features: level name -> (B, C, H_l, W_l); proposals: per image (K_i, 4) in pixels of the
         batch tensor (image_size = its (height, width)) -> (sum K_i, C, output_size, output_size)."""
         maps = [features[name] for name in self.levels]
+        if sum(len(p) for p in proposals) == 0:  # no images, or no proposals in any: nothing to pool
+            return maps[0].new_zeros(0, maps[0].shape[1], self.output_size, self.output_size)
         scales = [self._scale(name, k, f, image_size) for name, k, f in zip(self.levels, self.ks, maps)]
         rois = as_rois(proposals)  # (K, 5)
         if len(maps) == 1:
@@ -214,10 +215,3 @@ class MultiScaleRoIPooler(nn.Module):
                               f"rows high, which is not stride {2 ** k}; pass the padded batch size as image_size.")
         return scale
 
-
-def _level_number(name: str) -> int:
-    """'p3' -> 3: the pyramid level k of a feature map name (its stride is 2^k)."""
-    match = re.fullmatch(r"[a-z]+(\d+)", name)
-    if match is None:
-        raise FpnlabError(f"pyramid level names must end in their level number, like 'p2' or 'c4', got {name!r}.")
-    return int(match.group(1))

@@ -13,20 +13,21 @@ Numbers and order of operations follow torchvision's RoIHeads, so detections are
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fpnlab.boxes import BoxCoder, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
-from fpnlab.matching import BETWEEN_THRESHOLDS, BalancedPositiveNegativeSampler, Matcher
+from fpnlab.boxes import BoxCoder, batched_nms, clip_boxes_to_image, remove_small_boxes
+from fpnlab.matching import BalancedPositiveNegativeSampler, Matcher, sample_targets
+from fpnlab.model_config import BoxHeadConfig
+from fpnlab.overrides import temporarily
 from fpnlab.poolers import MultiScaleRoIPooler
 from fpnlab.rpn import SMOOTH_L1_BETA
 from fpnlab.transform import ImageBatch
 
-BBOX_REG_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # Fast R-CNN deltas are scaled up: they are small for good proposals
 MIN_DETECTION_SIZE = 1e-2  # pixels: detections thinner than this are dropped (torchvision's value)
 
 
@@ -58,18 +59,16 @@ class RoIHeads(nn.Module):
     """Features + proposals -> detections per image {"boxes", "labels", "scores"} (+ two losses in training).
 
     Boxes in and out are in the pixels of the resized, padded batch (the detector maps them back).
+    ``config`` (fpnlab.model_config.BoxHeadConfig) holds the numbers, torchvision's by default.
     """
 
     def __init__(self, pooler: MultiScaleRoIPooler, box_head: TwoMLPHead, predictor: FastRCNNPredictor,
-                 fg_iou_thresh: float = 0.5, bg_iou_thresh: float = 0.5, batch_size_per_image: int = 512,
-                 positive_fraction: float = 0.25, bbox_reg_weights: tuple[float, ...] = BBOX_REG_WEIGHTS,
-                 score_thresh: float = 0.05, nms_thresh: float = 0.5, detections_per_img: int = 100) -> None:
+                 config: BoxHeadConfig = BoxHeadConfig()) -> None:
         super().__init__()
-        self.pooler, self.box_head, self.predictor = pooler, box_head, predictor
-        self.box_coder = BoxCoder(tuple(bbox_reg_weights))
-        self.matcher = Matcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches=False)
-        self.sampler = BalancedPositiveNegativeSampler(batch_size_per_image, positive_fraction)
-        self.score_thresh, self.nms_thresh, self.detections_per_img = score_thresh, nms_thresh, detections_per_img
+        self.pooler, self.box_head, self.predictor, self.config = pooler, box_head, predictor, config
+        self.box_coder = BoxCoder(config.reg_weights)
+        self.matcher = Matcher(config.fg_iou_thresh, config.bg_iou_thresh, allow_low_quality_matches=False)
+        self.sampler = BalancedPositiveNegativeSampler(config.batch_size_per_image, config.positive_fraction)
 
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], batch: ImageBatch,
                 targets: list[dict[str, Tensor]] | None = None) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
@@ -91,17 +90,12 @@ class RoIHeads(nn.Module):
         """
         rois, labels, regression_targets = [], [], []
         for boxes, target in zip(proposals, targets):
-            gt, gt_labels = target["boxes"].to(boxes.dtype), target["labels"]
+            gt = target["boxes"].to(boxes.dtype)
             boxes = torch.cat([boxes, gt])  # the gt boxes are perfect proposals, a positive for every object
-            matches = self.matcher(box_iou(gt, boxes))  # (N,) gt index, -1 background, -2 ignored
-            label = torch.zeros_like(matches)
-            label[matches >= 0] = gt_labels[matches[matches >= 0]]
-            label[matches == BETWEEN_THRESHOLDS] = -1
-            positive, negative = self.sampler(label)
-            sampled = torch.cat([positive, negative])
-            rois.append(boxes[sampled])
-            labels.append(label[sampled])
-            regression_targets.append(self.box_coder.encode(gt[matches[positive]], boxes[positive]))
+            sampled = sample_targets(self.matcher, self.sampler, self.box_coder, gt, target["labels"], boxes)
+            rois.append(boxes[torch.cat([sampled.positive, sampled.negative])])
+            labels.append(sampled.labels)
+            regression_targets.append(sampled.box_targets)
         return rois, torch.cat(labels), torch.cat(regression_targets)
 
     def loss(self, class_logits: Tensor, box_deltas: Tensor, labels: Tensor,
@@ -115,21 +109,9 @@ class RoIHeads(nn.Module):
         classifier = F.cross_entropy(class_logits, labels, reduction="sum")
         return {"loss_classifier": classifier / num_rois, "loss_box_reg": box_reg / num_rois}
 
-    @contextmanager
-    def settings(self, **values: float) -> Iterator[None]:
+    def settings(self, **values: Any) -> AbstractContextManager[None]:
         """Other post-processing settings inside a `with` block, e.g. settings(nms_thresh=1.0) for no NMS."""
-        names = ("score_thresh", "nms_thresh", "detections_per_img")
-        unknown = set(values) - set(names)
-        if unknown:
-            raise TypeError(f"RoIHeads.settings takes {', '.join(names)}, not {', '.join(sorted(unknown))}")
-        saved = {name: getattr(self, name) for name in values}
-        for name, value in values.items():
-            setattr(self, name, value)
-        try:
-            yield
-        finally:
-            for name, value in saved.items():
-                setattr(self, name, value)
+        return temporarily(self, ("score_thresh", "nms_thresh", "detections_per_img"), values)
 
     @torch.no_grad()
     def postprocess(self, class_logits: Tensor, box_deltas: Tensor, proposals: list[Tensor],
@@ -147,8 +129,8 @@ class RoIHeads(nn.Module):
         boxes = clip_boxes_to_image(boxes, image_size)
         labels = torch.arange(scores.shape[1], device=scores.device).expand_as(scores)  # (R, C)
         boxes, scores, labels = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
-        keep = torch.where(scores > self.score_thresh)[0]  # class 0, background, is never a detection
+        keep = torch.where(scores > self.config.score_thresh)[0]  # class 0, background, is never a detection
         keep = keep[remove_small_boxes(boxes[keep], MIN_DETECTION_SIZE)]
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        keep = batched_nms(boxes, scores, labels, self.nms_thresh)[: self.detections_per_img]  # NMS per class
+        keep = batched_nms(boxes, scores, labels, self.config.nms_thresh)[: self.config.detections_per_img]  # per class
         return {"boxes": boxes[keep], "labels": labels[keep], "scores": scores[keep]}

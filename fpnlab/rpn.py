@@ -15,15 +15,18 @@ for speed only the top-k anchors of each level are decoded (decoding is per box,
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from contextlib import AbstractContextManager
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fpnlab.anchors import AnchorGenerator
-from fpnlab.boxes import BoxCoder, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
-from fpnlab.matching import BETWEEN_THRESHOLDS, BalancedPositiveNegativeSampler, Matcher
+from fpnlab.boxes import BoxCoder, batched_nms, clip_boxes_to_image, remove_small_boxes
+from fpnlab.matching import BalancedPositiveNegativeSampler, Matcher, sample_targets
+from fpnlab.model_config import RPNConfig
+from fpnlab.overrides import temporarily
 from fpnlab.transform import ImageBatch
 
 MIN_PROPOSAL_SIZE = 1e-3  # pixels: proposals thinner than this are dropped (torchvision's value)
@@ -62,21 +65,22 @@ class RPNOutput(NamedTuple):
 class RegionProposalNetwork(nn.Module):
     """Features of every level -> proposals per image (+ the two RPN losses in training).
 
-    ``pre_nms_top_n`` / ``post_nms_top_n`` are (training, testing) pairs: torchvision's (2000, 1000)
-    and (2000, 1000). Proposals with objectness probability below ``score_thresh`` are dropped.
+    ``config`` (fpnlab.model_config.RPNConfig) holds the numbers: torchvision's by default, with
+    proposal counts (pre_nms_top_n per level, post_nms_top_n per image) of 2000 / 2000 in training and
+    1000 / 1000 at test time. ``settings(...)`` changes the inference ones inside a ``with`` block.
     """
 
-    def __init__(self, anchor_generator: AnchorGenerator, head: RPNHead,
-                 pre_nms_top_n: tuple[int, int] = (2000, 1000), post_nms_top_n: tuple[int, int] = (2000, 1000),
-                 nms_thresh: float = 0.7, fg_iou_thresh: float = 0.7, bg_iou_thresh: float = 0.3,
-                 batch_size_per_image: int = 256, positive_fraction: float = 0.5, score_thresh: float = 0.0) -> None:
+    def __init__(self, anchor_generator: AnchorGenerator, head: RPNHead, config: RPNConfig = RPNConfig()) -> None:
         super().__init__()
-        self.anchor_generator, self.head = anchor_generator, head
+        self.anchor_generator, self.head, self.config = anchor_generator, head, config
         self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
-        self.matcher = Matcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches=True)
-        self.sampler = BalancedPositiveNegativeSampler(batch_size_per_image, positive_fraction)
-        self.pre_nms_top_n, self.post_nms_top_n = pre_nms_top_n, post_nms_top_n
-        self.nms_thresh, self.score_thresh = nms_thresh, score_thresh
+        self.matcher = Matcher(config.fg_iou_thresh, config.bg_iou_thresh, allow_low_quality_matches=True)
+        self.sampler = BalancedPositiveNegativeSampler(config.batch_size_per_image, config.positive_fraction)
+
+    def settings(self, **values: Any) -> AbstractContextManager[None]:
+        """Other proposal settings inside a ``with`` block, e.g. settings(nms_thresh=1.0) for no NMS, or
+        settings(test=ProposalCounts(1000, 10**6)) to keep every candidate."""
+        return temporarily(self, ("train", "test", "nms_thresh", "score_thresh"), values)
 
     def forward(self, features: dict[str, Tensor], batch: ImageBatch,
                 targets: list[dict[str, Tensor]] | None = None) -> RPNOutput:
@@ -96,11 +100,10 @@ class RegionProposalNetwork(nn.Module):
     def select_proposals(self, logits: list[Tensor], deltas: list[Tensor], anchors: list[Tensor],
                          image_sizes: list[tuple[int, int]]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
         """Per-level top-k -> decode -> per image: clip, drop tiny, NMS per level, top-k. Not differentiated."""
-        phase = 0 if self.training else 1  # (training, testing) pairs
-        pre_nms, post_nms = self.pre_nms_top_n[phase], self.post_nms_top_n[phase]
+        counts = self.config.counts(self.training)
         top_logits, top_boxes, top_levels = [], [], []
         for level, (logit, delta, anchor) in enumerate(zip(logits, deltas, anchors)):
-            logit, index = logit.topk(min(pre_nms, logit.shape[1]), dim=1)  # (B, k) each
+            logit, index = logit.topk(min(counts.pre_nms_top_n, logit.shape[1]), dim=1)  # (B, k) each
             rows = torch.arange(len(index), device=index.device)[:, None]  # (B, 1)
             picked = self.box_coder.decode(delta[rows, index].reshape(-1, 4), anchor[index].reshape(-1, 4))
             top_logits.append(logit)
@@ -109,7 +112,7 @@ class RegionProposalNetwork(nn.Module):
         scores = torch.sigmoid(torch.cat(top_logits, 1))  # (B, K)
         boxes, levels = torch.cat(top_boxes, 1), torch.cat(top_levels, 1)  # (B, K, 4), (B, K)
         # per image from here: images differ in size and in how many candidates survive
-        per_image = [self.filter_image(*args, post_nms) for args in zip(boxes, scores, levels, image_sizes)]
+        per_image = [self.filter_image(*args, counts.post_nms_top_n) for args in zip(boxes, scores, levels, image_sizes)]
         boxes, scores, levels = (list(column) for column in zip(*per_image))
         return boxes, scores, levels
 
@@ -118,9 +121,9 @@ class RegionProposalNetwork(nn.Module):
         """One image's candidates (K, 4), (K,), (K,) -> its proposals, best first."""
         boxes = clip_boxes_to_image(boxes, image_size)
         keep = remove_small_boxes(boxes, MIN_PROPOSAL_SIZE)
-        keep = keep[scores[keep] >= self.score_thresh]
+        keep = keep[scores[keep] >= self.config.score_thresh]
         boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
-        keep = batched_nms(boxes, scores, levels, self.nms_thresh)[:top_n]  # NMS within each level
+        keep = batched_nms(boxes, scores, levels, self.config.nms_thresh)[:top_n]  # NMS within each level
         return boxes[keep], scores[keep], levels[keep]
 
     def loss(self, logits: Tensor, deltas: Tensor, anchors: Tensor,
@@ -132,15 +135,12 @@ class RegionProposalNetwork(nn.Module):
         sampled_logits, sampled_labels, positive_deltas, positive_targets = [], [], [], []
         for logit, delta, target in zip(logits, deltas, targets):
             gt = target["boxes"]
-            matches = self.matcher(box_iou(gt, anchors))  # (N,) gt index, -1 background, -2 ignored
-            labels = (matches >= 0).to(logit.dtype)  # (N,) 1 object, 0 background
-            labels[matches == BETWEEN_THRESHOLDS] = -1.0
-            positive, negative = self.sampler(labels)
-            sampled = torch.cat([positive, negative])
-            sampled_logits.append(logit[sampled])
-            sampled_labels.append(labels[sampled])
-            positive_deltas.append(delta[positive])
-            positive_targets.append(self.box_coder.encode(gt[matches[positive]], anchors[positive]))
+            objects = torch.ones(len(gt), dtype=torch.int64, device=gt.device)  # class-agnostic: 1 = object
+            sampled = sample_targets(self.matcher, self.sampler, self.box_coder, gt, objects, anchors)
+            sampled_logits.append(logit[torch.cat([sampled.positive, sampled.negative])])
+            sampled_labels.append(sampled.labels.to(logit.dtype))
+            positive_deltas.append(delta[sampled.positive])
+            positive_targets.append(sampled.box_targets)
         sampled_logits, sampled_labels = torch.cat(sampled_logits), torch.cat(sampled_labels)
         num_sampled = max(len(sampled_labels), 1)
         objectness = F.binary_cross_entropy_with_logits(sampled_logits, sampled_labels, reduction="sum")

@@ -1,4 +1,4 @@
-"""Two switches: the fast path or the reference path, and value checks of boxes on or off.
+"""Switches: the fast path or the reference path, value checks of boxes on or off, a model in eval mode.
 
 NMS, RoIAlign and RoIPool exist twice in fpnlab: torchvision's fused kernels (the default, fast) and
 plain-PyTorch reference versions a student can read line by line (``boxes.nms_reference``,
@@ -17,6 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+import torch
+from torch import nn
 
 _reference_ops = False
 _value_checks = True
@@ -58,3 +61,15 @@ def skip_value_checks() -> Iterator[None]:
         yield
     finally:
         _value_checks = previous
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """Eval mode without gradients inside a ``with`` block; the model's previous mode is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fpnlab.errors import DataError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SIZE_DIVISIBLE = 32  # stride of C5: padded sizes are multiples of it
@@ -60,9 +62,23 @@ class DetectionTransform(nn.Module):
         std = torch.as_tensor(self.image_std, dtype=image.dtype, device=image.device)
         return (image - mean[:, None, None]) / std[:, None, None]
 
+    def unnormalized(self, batch: ImageBatch) -> list[Tensor]:
+        """What the network sees, for drawing: each resized image (3, h, w), unpadded, back in [0, 1]."""
+        mean = torch.as_tensor(self.image_mean, dtype=batch.tensor.dtype, device=batch.tensor.device)[:, None, None]
+        std = torch.as_tensor(self.image_std, dtype=batch.tensor.dtype, device=batch.tensor.device)[:, None, None]
+        return [(image[:, :h, :w] * std + mean).clamp(0, 1) for image, (h, w) in zip(batch.tensor, batch.image_sizes)]
+
     def resize(self, image: Tensor) -> Tensor:
-        """(3, H, W) -> (3, floor(H * s), floor(W * s)), s = min(min_size / shorter side, max_size / longer side)."""
+        """(3, H, W) -> (3, floor(H * s), floor(W * s)), s = min(min_size / shorter side, max_size / longer side).
+
+        An image so elongated that a side would shrink below one pixel raises DataError.
+        """
         scale = resize_scale(image.shape[-2:], self.min_size, self.max_size)
+        height, width = (math.floor(side * scale) for side in image.shape[-2:])
+        if height < 1 or width < 1:
+            raise DataError(f"an image of {image.shape[-2]} x {image.shape[-1]} pixels is too elongated: fitted into "
+                            f"min_size {self.min_size} / max_size {self.max_size} it would be {height} x {width} "
+                            "pixels; crop it closer to a square first.")
         # recompute_scale_factor=True: the output size is floor(side * scale) and the interpolation then
         # uses the exact ratio input / output per axis, as torchvision does.
         return F.interpolate(image[None], scale_factor=scale, mode="bilinear", align_corners=False,

@@ -31,8 +31,8 @@ from torch import Tensor
 from fpnlab import plots
 from fpnlab.anchors import AnchorGenerator
 from fpnlab.boxes import box_iou
-from fpnlab.detector import DetectorConfig
-from fpnlab.levels import assign_levels, continuous_level
+from fpnlab.model_config import RPNConfig
+from fpnlab.levels import assign_levels, continuous_level, level_number
 from fpnlab.poolers import roi_align
 
 
@@ -98,7 +98,7 @@ class LevelAssignmentExplorer:
                  sampling_ratio: int = 2) -> None:
         self.image, self.output_size, self.sampling_ratio = image, output_size, sampling_ratio
         self.features = {name: f for name, f in features.items() if name != "p6"}  # P6 carries anchors only
-        self.ks = [int(name[1:]) for name in self.features]  # level numbers k, "p3" -> 3
+        self.ks = [level_number(name) for name in self.features]  # level numbers k, "p3" -> 3
 
     def update(self, width: float, height: float, canonical_level: int = 4, canonical_size: float = 224,
                x: float | None = None, y: float | None = None, compare_level: int | None = None) -> LevelState:
@@ -252,8 +252,8 @@ class AnchorExplorer:
     """
 
     def __init__(self, image: Tensor, generator: AnchorGenerator, feature_sizes: Mapping[str, tuple[int, int]],
-                 gt_boxes: Tensor | None = None, positive_iou: float = DetectorConfig.rpn_fg_iou_thresh,
-                 negative_iou: float = DetectorConfig.rpn_bg_iou_thresh) -> None:
+                 gt_boxes: Tensor | None = None, positive_iou: float = RPNConfig.fg_iou_thresh,
+                 negative_iou: float = RPNConfig.bg_iou_thresh) -> None:
         self.image, self.generator, self.gt_boxes = image, generator, gt_boxes
         self.positive_iou, self.negative_iou = positive_iou, negative_iou
         self.names, self.sizes = list(feature_sizes), [tuple(s) for s in feature_sizes.values()]

@@ -210,8 +210,20 @@ def test_detector_checks_its_inputs_once_then_skips_box_value_checks(monkeypatch
     real = fpnlab.boxes.check_boxes
     monkeypatch.setattr(fpnlab.boxes, "check_boxes", lambda *a: seen.append(value_checks_enabled()) or real(*a))
     torch.manual_seed(0)
-    model = build_detector(num_classes=3, **get_preset("test").model).eval()
+    model = build_detector(get_preset("test").model, num_classes=3).eval()
     with torch.no_grad():
         model([torch.rand(3, 64, 64)])
     assert seen and not any(seen)  # every box check inside the forward pass skipped the values
     assert value_checks_enabled()  # and the switch is back on afterwards
+
+
+def test_half_precision_boxes_do_not_overflow():
+    """Areas of ~1e6 pixels overflow float16 (max 65504); they are computed in float32, as torchvision does."""
+    boxes = torch.tensor([[0, 0, 1000, 1000], [10, 10, 1010, 1010], [2000, 2000, 2500, 2500]], dtype=torch.float16)
+    scores = torch.tensor([0.9, 0.8, 0.7], dtype=torch.float16)
+    assert box_area(boxes).tolist() == [1e6, 1e6, 250000.0]
+    iou = box_iou(boxes, boxes)
+    assert iou.dtype == torch.float32 and torch.isfinite(iou).all()
+    assert iou[0, 1].item() == pytest.approx(990 * 990 / (2e6 - 990 * 990), rel=1e-6)  # computed by hand
+    assert nms_reference(boxes, scores, 0.5).tolist() == [0, 2]  # box 1 (IoU 0.96 with box 0) suppressed
+    assert box_area(torch.tensor([[0, 0, 100, 120]], dtype=torch.int8)).tolist() == [12000]  # no int8 wrap-around

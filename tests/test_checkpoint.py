@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 import random
 from pathlib import Path
 
@@ -9,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-import fpnlab.checkpoint as ckpt
-from fpnlab.checkpoint import (export_model, load_checkpoint, load_model, rng_state, save_checkpoint,
-                               set_rng_state)
+import fpnlab.demo as demo
+from fpnlab.checkpoint import (DEMO_CHECKPOINT, export_model, load_checkpoint, load_model, rng_state,
+                               save_checkpoint, set_rng_state)
 from fpnlab.config import PRESETS, get_preset
 from fpnlab.data import CATEGORIES
 from fpnlab.errors import FpnlabError
-from fpnlab.train import build_model
+from fpnlab.state import build_model
 
 
 def write_model_checkpoint(path: Path, **model_overrides) -> torch.nn.Module:
@@ -30,27 +32,99 @@ def write_model_checkpoint(path: Path, **model_overrides) -> torch.nn.Module:
 def test_load_model_rebuilds_the_detector_with_its_weights(tmp_path):
     model = write_model_checkpoint(tmp_path / "a.pt")
     raw = torch.load(tmp_path / "a.pt", weights_only=True)  # plain tensors and values only
-    assert raw["format"] == "fpnlab-checkpoint"
+    assert (raw["format"], raw["version"]) == ("fpnlab-checkpoint", 2)
     loaded = load_model(tmp_path / "a.pt")
-    assert not loaded.training
+    assert not loaded.training and loaded.config == model.config
     assert loaded.categories == list(CATEGORIES)
     original = model.state_dict()
     assert all(torch.equal(original[k], v) for k, v in loaded.state_dict().items())
+
+
+# The flat layout of format version 1 (before the RPN and box-head settings were grouped), spelled out
+# here on purpose, independently of fpnlab.model_config.FLAT_NAMES.
+VERSION1_NAMES = {
+    ("rpn", "train", "pre_nms_top_n"): "rpn_pre_nms_top_n_train", ("rpn", "train", "post_nms_top_n"):
+    "rpn_post_nms_top_n_train", ("rpn", "test", "pre_nms_top_n"): "rpn_pre_nms_top_n_test",
+    ("rpn", "test", "post_nms_top_n"): "rpn_post_nms_top_n_test", ("rpn", "nms_thresh"): "rpn_nms_thresh",
+    ("rpn", "fg_iou_thresh"): "rpn_fg_iou_thresh", ("rpn", "bg_iou_thresh"): "rpn_bg_iou_thresh",
+    ("rpn", "batch_size_per_image"): "rpn_batch_size_per_image", ("rpn", "positive_fraction"):
+    "rpn_positive_fraction", ("rpn", "score_thresh"): "rpn_score_thresh", ("roi", "pooler"): "roi_pooler",
+    ("roi", "output_size"): "roi_output_size", ("roi", "sampling_ratio"): "roi_sampling_ratio",
+    ("roi", "aligned"): "roi_aligned", ("box", "representation_size"): "representation_size",
+    ("box", "fg_iou_thresh"): "box_fg_iou_thresh", ("box", "bg_iou_thresh"): "box_bg_iou_thresh",
+    ("box", "batch_size_per_image"): "box_batch_size_per_image", ("box", "positive_fraction"):
+    "box_positive_fraction", ("box", "reg_weights"): "bbox_reg_weights", ("box", "score_thresh"): "box_score_thresh",
+    ("box", "nms_thresh"): "box_nms_thresh", ("box", "detections_per_img"): "box_detections_per_img",
+}
+
+
+def flatten_to_version1(config: dict) -> dict:
+    flat = {k: v for k, v in config.items() if k not in ("rpn", "roi", "box")}
+    for path, name in VERSION1_NAMES.items():
+        value = config
+        for key in path:
+            value = value[key]
+        flat[name] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def test_version1_checkpoints_still_load_and_detect_the_same(tmp_path):
+    """A checkpoint written before the settings were grouped: flat names, no canonical size (224 then)."""
+    model = write_model_checkpoint(tmp_path / "new.pt", roi={"canonical_size": 224.0})
+    checkpoint = load_checkpoint(tmp_path / "new.pt")
+    old = {**checkpoint, "version": 1, "model_config": flatten_to_version1(checkpoint["model_config"])}
+    old["train_config"] = {**checkpoint["train_config"],
+                           "model": flatten_to_version1(checkpoint["train_config"]["model"])}
+    torch.save(old, tmp_path / "old.pt")
+    loaded = load_model(tmp_path / "old.pt")
+    assert loaded.config == model.config and loaded.config.canonical_size() == 224
+    image = torch.rand(3, 100, 140, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours, theirs = loaded([image])[0], model.eval()([image])[0]
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert load_checkpoint(tmp_path / "old.pt")["train_config"]["model"]["rpn"]["nms_thresh"] == 0.7
 
 
 def test_save_is_atomic_the_old_checkpoint_survives_a_failed_write(tmp_path, monkeypatch):
     path = tmp_path / "run" / "checkpoint.pt"
     save_checkpoint(path, {"iteration": 1, "w": torch.ones(3)})
 
-    def crash(obj, f):  # a write that dies halfway (disk full, power cut, second Ctrl-C)
-        Path(f).write_bytes(b"PK\x03\x04 half a zip")
-        raise OSError("disk full")
+    real_open = open
 
-    monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError):
+    def crash(file, mode="r", *args, **kwargs):  # a write that dies halfway (power cut, failing disk)
+        if str(file).endswith(".tmp"):
+            Path(file).write_bytes(b"PK\x03\x04 half a zip")
+            raise OSError(errno.EIO, "Input/output error")
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", crash)
+    with pytest.raises(FpnlabError, match="could not write checkpoint .*Input/output error.*the checkpoint already "
+                                          "there is unchanged"):
         save_checkpoint(path, {"iteration": 2, "w": torch.zeros(3)})
-    assert load_checkpoint(path)["iteration"] == 1
+    assert torch.load(path, weights_only=True)["iteration"] == 1
     assert sorted(p.name for p in path.parent.iterdir()) == ["checkpoint.pt"]  # no temporary file left
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_full_disk_is_named_and_nothing_is_lost(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"iteration": 1, "w": torch.ones(3)})
+    (tmp_path / "checkpoint.pt.tmp").symlink_to("/dev/full")  # every write there fails with ENOSPC
+    with pytest.raises(FpnlabError, match=r"checkpoint.pt: the disk is full .*the checkpoint already there is "
+                                          r"unchanged") as err:
+        save_checkpoint(path, {"iteration": 2, "w": torch.zeros(1000)})
+    assert "enforce" not in str(err.value)
+    assert torch.load(path, weights_only=True)["iteration"] == 1
+
+
+def test_a_read_only_folder_is_named(tmp_path, monkeypatch):
+    def refuse(src, dst):
+        raise PermissionError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(FpnlabError, match="no permission to write there .*nothing was written"):
+        save_checkpoint(tmp_path / "checkpoint.pt", {"iteration": 1})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_bad_files_give_one_clear_error(tmp_path):
@@ -59,20 +133,41 @@ def test_bad_files_give_one_clear_error(tmp_path):
     (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
     (tmp_path / "text.pt").write_text("not a checkpoint")
     torch.save({"state_dict": {"w": torch.ones(1)}}, tmp_path / "foreign.pt")
-    torch.save({"format": "fpnlab-checkpoint", "version": 1, "x": Path("/")}, tmp_path / "pickled.pt")
+    torch.save({"format": "fpnlab-checkpoint", "version": 2, "x": Path("/")}, tmp_path / "pickled.pt")
+    torch.save({"format": "fpnlab-checkpoint", "version": 2, "model_config": {}}, tmp_path / "no_model.pt")
+    torch.save({"format": "fpnlab-checkpoint", "version": 2, "model": {}}, tmp_path / "no_config.pt")
+    torch.save({"format": "fpnlab-checkpoint", "version": 7}, tmp_path / "future.pt")
+    (tmp_path / "folder.pt").mkdir()
     cases = {"missing.pt": "does not exist", "truncated.pt": "truncated or corrupt",
              "text.pt": "corrupt or not a torch file", "foreign.pt": "is not an fpnlab checkpoint",
-             "pickled.pt": "holds pickled Python objects"}
+             "pickled.pt": "contains pickled Python objects, which can run code when loaded, so it was refused",
+             "no_model.pt": "has no model weights", "no_config.pt": "has no detector settings",
+             "future.pt": "has format version 7", "folder.pt": "is a folder, not a file"}
     for name, message in cases.items():
         with pytest.raises(FpnlabError, match=message) as err:
             load_model(tmp_path / name)
         assert name in str(err.value)
+    with pytest.raises(FpnlabError, match="/dev/zero is not a regular file"):
+        load_model("/dev/zero")
+
+
+def test_inconsistent_or_oversized_settings_are_refused_before_building(tmp_path):
+    write_model_checkpoint(tmp_path / "good.pt")
+    checkpoint = load_checkpoint(tmp_path / "good.pt")
+    few = {**checkpoint, "categories": ["circle", "square"]}  # the detector has 6 classes
+    save_checkpoint(tmp_path / "few.pt", few)
+    with pytest.raises(FpnlabError, match="names 2 categories but its detector has 6 classes"):
+        load_model(tmp_path / "few.pt")
+    huge = {**checkpoint, "model_config": {**checkpoint["model_config"], "box": {"representation_size": 10**8}}}
+    save_checkpoint(tmp_path / "huge.pt", huge)
+    with pytest.raises(FpnlabError, match="huge.pt holds unusable detector settings.*representation_size"):
+        load_model(tmp_path / "huge.pt")
 
 
 def test_checkpoint_of_another_model_is_named_as_a_mismatch(tmp_path):
     write_model_checkpoint(tmp_path / "wide.pt", fpn_channels=48)
     checkpoint = load_checkpoint(tmp_path / "wide.pt")
-    checkpoint["model_config"]["fpn_channels"] = PRESETS["test"]["model"]["fpn_channels"]  # config says 32
+    checkpoint["model_config"]["fpn_channels"] = PRESETS["test"].model.fpn_channels  # config says 32
     save_checkpoint(tmp_path / "edited.pt", checkpoint)
     with pytest.raises(FpnlabError, match=r"edited.pt does not match the model: .*shape\(s\) differ .*48"):
         load_model(tmp_path / "edited.pt")
@@ -86,6 +181,8 @@ def test_export_halves_the_file_and_keeps_the_weights_to_float16_precision(tmp_p
     for name, value in model.state_dict().items():
         expected = value.half().float() if value.is_floating_point() else value
         assert torch.equal(loaded.state_dict()[name], expected), name
+    with pytest.raises(FpnlabError, match="is the training checkpoint itself"):
+        export_model(tmp_path / "full.pt", tmp_path / "full.pt")
 
 
 def test_rng_state_round_trip_repeats_every_generator():
@@ -98,18 +195,18 @@ def test_rng_state_round_trip_repeats_every_generator():
 
 
 def test_demo_model_is_the_shipped_detector():
-    if not ckpt.DEMO_CHECKPOINT.is_file():
-        pytest.skip(f"{ckpt.DEMO_CHECKPOINT} is not in this checkout (see test_demo_model_falls_back...)")
-    model = ckpt.demo_model()
+    if not DEMO_CHECKPOINT.is_file():
+        pytest.skip(f"{DEMO_CHECKPOINT} is not in this checkout (see test_demo_model_falls_back...)")
+    model = demo.demo_model()
     assert model.categories == list(CATEGORIES)
-    assert ckpt.DEMO_CHECKPOINT.stat().st_size <= 10 * 2**20
+    assert DEMO_CHECKPOINT.stat().st_size <= 10 * 2**20
 
 
 def test_demo_model_falls_back_to_training_when_the_file_is_missing(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(ckpt, "DEMO_CHECKPOINT", tmp_path / "absent.pt")
-    monkeypatch.setitem(PRESETS, "cpu", dict(PRESETS["test"], iterations=2))  # "briefly", in test time
-    monkeypatch.setenv("HOME", str(tmp_path))
-    model = ckpt.demo_model()
+    monkeypatch.setattr(demo, "DEMO_CHECKPOINT", tmp_path / "absent.pt")
+    monkeypatch.setitem(PRESETS, "cpu", dataclasses.replace(PRESETS["test"], iterations=2))  # "briefly", in test time
+    monkeypatch.setenv("FPNLAB_DATA", str(tmp_path / "cache"))
+    model = demo.demo_model()
     assert "absent.pt is missing" in capsys.readouterr().out
     assert model.categories == list(CATEGORIES)
-    assert load_checkpoint(tmp_path / ".cache" / "fpnlab" / "demo-cpu" / "checkpoint.pt")["iteration"] == 2
+    assert load_checkpoint(tmp_path / "cache" / "demo-cpu" / "checkpoint.pt")["iteration"] == 2

@@ -85,8 +85,8 @@ def test_eval_and_detect_use_the_exported_model(trained, tmp_path):
     result = fpnlab("detect", image, "--checkpoint", root / "model.pt", "--out", out, "--score-threshold", 0.0)
     assert result.returncode == 0, result.stderr
     assert "detection(s)" in result.stdout
-    with Image.open(out) as png:
-        assert png.format == "PNG" and png.size == Image.open(image).size
+    with Image.open(out) as png, Image.open(image) as photo:
+        assert png.format == "PNG" and png.size == photo.size
 
 
 def test_resuming_with_another_model_is_a_clear_mismatch(trained):
@@ -112,9 +112,10 @@ def test_each_command_exits_2_with_one_line_in_a_real_process(args, fragments):
 
 @pytest.mark.parametrize("args, fragments", [
     (["train", "--fast"], ["unrecognized arguments: --fast"]),
-    (["train", "--set", "learning_rate=0.1"], ["unknown TrainConfig field 'learning_rate'"]),
+    (["train", "--set", "learning_rate=0.1"], ["unknown setting TrainConfig.learning_rate"]),
+    (["train", "--set", "model.rpn.nms_tresh=0.6"], ["unknown setting TrainConfig.model.rpn.nms_tresh"]),
     (["train", "--set", "lr"], ["--set expects key=value"]),
-    (["eval", "--max-images", "0"], ["--max-images must be >= 1"]),
+    (["eval", "--max-images", "0"], ["argument --max-images: must be >= 1, got 0"]),
     (["detect", "x.jpg", "--score-threshold", "high"], ["invalid float value: 'high'"]),
 ])
 def test_user_mistakes_exit_2_with_one_line(args, fragments):
@@ -127,5 +128,6 @@ def test_broken_files_exit_2_naming_them(tmp_path):
     assert_one_line_error(in_process("detect", tmp_path / "broken.jpg", "--checkpoint", tmp_path / "notes.pt"),
                           "broken.jpg", "cannot be read")
     assert_one_line_error(in_process("eval", "--checkpoint", tmp_path / "notes.pt"), "notes.pt", "corrupt")
+    (tmp_path / "no").write_text("a file where a folder should be")
     assert_one_line_error(in_process("detect", tmp_path / "broken.jpg", "--out", tmp_path / "no" / "x.png"),
-                          "folder", "does not exist")
+                          "--out", "is a file, not a folder")

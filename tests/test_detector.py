@@ -13,20 +13,24 @@ from torchvision.models.detection import FasterRCNN, fasterrcnn_resnet50_fpn
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from fpnlab.detector import DetectorConfig, FPNDetector, build_detector, from_torchvision
+from fpnlab.detector import FPNDetector, build_detector
 from fpnlab.errors import DataError, FpnlabError
+from fpnlab.model_config import DetectorConfig, ProposalCounts
 from fpnlab.switch import use_reference_ops
+from fpnlab.torchvision_port import from_torchvision
 
 # --- small from-scratch detectors (what the TRAIN engineer builds) -------------------------------------------
 
 TINY = dict(num_classes=4, backbone="resnet_tiny", norm="bn", trainable_layers=5, fpn_channels=16,
-            representation_size=32, min_size=128, max_size=128, anchor_sizes=(8, 16, 32, 64, 128),
-            rpn_post_nms_top_n_train=200, rpn_post_nms_top_n_test=100, box_batch_size_per_image=64)
+            min_size=128, max_size=128, anchor_sizes=(8, 16, 32, 64, 128),
+            rpn={"train": {"pre_nms_top_n": 2000, "post_nms_top_n": 200}, "test": {"pre_nms_top_n": 1000,
+                                                                                    "post_nms_top_n": 100}},
+            box={"representation_size": 32, "batch_size_per_image": 64})
 
 
 def tiny(**overrides) -> FPNDetector:
     torch.manual_seed(0)
-    return build_detector(DetectorConfig(**{**TINY, **overrides}))
+    return build_detector(DetectorConfig.from_dict(TINY), **overrides)
 
 
 def shapes_batch(n: int = 2, size: int = 128, seed: int = 0):
@@ -46,9 +50,10 @@ def shapes_batch(n: int = 2, size: int = 128, seed: int = 0):
 
 
 def test_config_round_trips_through_json_and_rejects_bad_values():
-    config = DetectorConfig(**TINY, levels=("p2",))
-    assert DetectorConfig(**json.loads(json.dumps(dataclasses.asdict(config)))) == config
-    assert DetectorConfig().rpn_pre_nms_top_n_test == 1000 and DetectorConfig().rpn_post_nms_top_n_train == 2000
+    config = DetectorConfig.from_dict({**TINY, "levels": ("p2",)})
+    assert DetectorConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(config)))) == config
+    assert DetectorConfig().rpn.test == ProposalCounts(1000, 1000) and DetectorConfig().rpn.train.post_nms_top_n == 2000
+    assert DetectorConfig().canonical_size() == 224 and DetectorConfig(min_size=400, max_size=600).canonical_size() == 112
     with pytest.raises(FpnlabError, match="neck"):
         DetectorConfig(neck="c3")
     with pytest.raises(FpnlabError, match="anchor_sizes"):
@@ -66,7 +71,7 @@ def test_config_round_trips_through_json_and_rejects_bad_values():
     ({"top_down": False}, ["p2", "p3", "p4", "p5", "p6"], 3, ("p2", "p3", "p4", "p5")),  # row (d)
     ({"lateral": False}, ["p2", "p3", "p4", "p5", "p6"], 3, ("p2", "p3", "p4", "p5")),  # row (e)
     ({"levels": ("p2",)}, ["p2"], 15, ("p2",)),  # row (f): P2 only
-    ({"roi_pooler": "pool"}, ["p2", "p3", "p4", "p5", "p6"], 3, ("p2", "p3", "p4", "p5")),
+    ({"roi": {"pooler": "pool"}}, ["p2", "p3", "p4", "p5", "p6"], 3, ("p2", "p3", "p4", "p5")),
 ])
 def test_variants_train_and_detect(overrides, levels, anchors_per_location, pooled):
     model = tiny(**overrides)
@@ -110,6 +115,9 @@ def test_inspect_and_propose():
     info = model.inspect(images)
     assert info["image_sizes"] == [(85, 128), (128, 96)] and info["input_sizes"] == [(100, 150), (128, 96)]
     assert info["images"].shape == (2, 3, 128, 128)
+    expected = torch.nn.functional.interpolate(images[0][None], size=(85, 128), mode="bilinear")[0]
+    assert [tuple(r.shape) for r in info["resized"]] == [(3, 85, 128), (3, 128, 96)]
+    assert torch.allclose(info["resized"][0], expected, atol=1e-5)  # what the network sees, back in [0, 1]
     assert list(info["features"]) == ["c2", "c3", "c4", "c5", "p2", "p3", "p4", "p5", "p6"]
     assert info["features"]["c3"].shape == (2, 64, 16, 16) and info["features"]["p6"].shape == (2, 16, 2, 2)
     proposals = model.propose(images)
@@ -267,7 +275,8 @@ def assert_same_detections(ours, theirs, atol=1e-4, rtol=0.0):
 def test_config_and_weights_read_from_torchvision(tv_model, ours):
     config = ours.config
     assert (config.num_classes, config.backbone, config.norm, config.trainable_layers) == (7, "resnet50", "bn", 5)
-    assert (config.min_size, config.max_size, config.rpn_post_nms_top_n_test) == (320, 512, 1000)
+    assert (config.min_size, config.max_size, config.rpn.test.post_nms_top_n) == (320, 512, 1000)
+    assert config.canonical_size() == 224  # torchvision's LevelMapper uses 224 at any input size
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in tv_model.parameters())
     assert torch.equal(ours.roi_heads.predictor.bbox_pred.weight, tv_model.roi_heads.box_predictor.bbox_pred.weight)
 
@@ -322,7 +331,8 @@ def test_training_losses_equal_torchvision_for_the_same_seed(tv_model, ours):
     theirs, model = copy.deepcopy(tv_model).train(), copy.deepcopy(ours).train()  # BatchNorm updates its stats
     theirs.transform.torch_choice = lambda sizes: sizes[-1]
     theirs.roi_heads.fg_bg_sampler.batch_size_per_image = model.roi_heads.sampler.batch_size_per_image = 4096
-    theirs.rpn._post_nms_top_n["training"], model.rpn.post_nms_top_n = 500, (500, 1000)  # fewer ROIs: faster
+    theirs.rpn._post_nms_top_n["training"] = 500  # fewer ROIs: faster
+    model.rpn.config = dataclasses.replace(model.rpn.config, train=ProposalCounts(2000, 500))
     images = images_of([(320, 416), (300, 400)], seed=4)
     targets = [{"boxes": torch.tensor([[10.0, 20.0, 100.0, 120.0], [50.0, 60.0, 300.0, 220.0]]),
                 "labels": torch.tensor([1, 3])},

@@ -1,10 +1,14 @@
 """Matcher (0.7 / 0.3, low-quality matches) and the balanced positive / negative sampler."""
+import math
+
 import pytest
 import torch
 from torchvision.models.detection import _utils as tv_utils
 
 from fpnlab.errors import FpnlabError
-from fpnlab.matching import BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS, BalancedPositiveNegativeSampler, Matcher
+from fpnlab.boxes import BoxCoder
+from fpnlab.matching import (BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS, BalancedPositiveNegativeSampler, Matcher,
+                             sample_targets)
 
 # 2 gt boxes (rows) x 5 predictions (columns)
 IOU = torch.tensor([[0.90, 0.50, 0.10, 0.00, 0.20],
@@ -90,3 +94,26 @@ def test_sampler_draws_like_torchvision_for_the_same_seed():
     for (pos, neg), pos_mask, neg_mask in zip(ours, tv_pos, tv_neg):
         assert torch.equal(pos.sort().values, torch.where(pos_mask)[0])
         assert torch.equal(neg.sort().values, torch.where(neg_mask)[0])
+
+
+def test_ground_truth_but_no_predictions_gives_an_empty_match():
+    for low_quality in (True, False):
+        matches = Matcher(0.7, 0.3, allow_low_quality_matches=low_quality)(torch.zeros(3, 0))
+        assert matches.shape == (0,) and matches.dtype == torch.int64
+
+
+def test_sample_targets_labels_samples_and_encodes_the_positives():
+    """Two gt boxes, four candidates: exact copy, near copy (IoU 0.81), ambiguous (0.5), far away (0)."""
+    gt = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
+    candidates = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 29.0, 29.0], [0.0, 0.0, 10.0, 5.0],
+                               [50.0, 50.0, 60.0, 60.0]])
+    torch.manual_seed(0)
+    sampled = sample_targets(Matcher(0.7, 0.3), BalancedPositiveNegativeSampler(8, 0.5), BoxCoder(),
+                             gt, torch.tensor([3, 5]), candidates)
+    assert sorted(sampled.positive.tolist()) == [0, 1] and sampled.negative.tolist() == [3]  # 2: ignored
+    labels = dict(zip(torch.cat([sampled.positive, sampled.negative]).tolist(), sampled.labels.tolist()))
+    assert labels == {0: 3, 1: 5, 3: 0}  # each positive takes its gt box's class, the negative is background
+    targets = dict(zip(sampled.positive.tolist(), sampled.box_targets.tolist()))
+    assert targets[0] == pytest.approx([0, 0, 0, 0])  # already on its box
+    # candidate 1: centre (24.5, 24.5), size 9 -> gt centre (25, 25), size 10: (0.5/9, 0.5/9, log(10/9), log(10/9))
+    assert targets[1] == pytest.approx([0.5 / 9, 0.5 / 9, math.log(10 / 9), math.log(10 / 9)], rel=1e-5)

@@ -158,3 +158,11 @@ def test_multiscale_pooler_images_without_proposals(reference):
     expected = torchvision.ops.roi_align(features["p2"], boxes, 7, 1 / 4, 2, False)  # a small box: P2
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
     assert empty.shape == (0, 4, 7, 7)
+
+
+def test_no_images_or_no_proposals_give_an_empty_result():
+    pooler = MultiScaleRoIPooler()
+    features = {f"p{k}": torch.rand(0, 4, 64 // 2 ** k, 64 // 2 ** k) for k in range(2, 6)}
+    assert tuple(pooler(features, [], (64, 64)).shape) == (0, 4, 7, 7)
+    features = {f"p{k}": torch.rand(1, 4, 64 // 2 ** k, 64 // 2 ** k) for k in range(2, 6)}
+    assert tuple(pooler(features, [torch.zeros(0, 4)], (64, 64)).shape) == (0, 4, 7, 7)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torchvision.models.detection.roi_heads import RoIHeads as TvRoIHeads
 
+from fpnlab.errors import FpnlabError
 from fpnlab.poolers import MultiScaleRoIPooler
 from fpnlab.roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHead
 from fpnlab.rpn import SMOOTH_L1_BETA
@@ -140,8 +141,8 @@ def test_eval_forward_returns_detections_per_image():
 def test_settings_change_post_processing_inside_the_block_only():
     heads = our_heads()
     with heads.settings(nms_thresh=1.0, detections_per_img=7):
-        assert (heads.nms_thresh, heads.detections_per_img) == (1.0, 7)
-    assert (heads.nms_thresh, heads.detections_per_img) == (0.5, 100)
-    with pytest.raises(TypeError, match="batch_size"):
+        assert (heads.config.nms_thresh, heads.config.detections_per_img) == (1.0, 7)
+    assert (heads.config.nms_thresh, heads.config.detections_per_img) == (0.5, 100)
+    with pytest.raises(FpnlabError, match="batch_size"):
         with heads.settings(batch_size=3):
             pass

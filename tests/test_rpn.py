@@ -9,6 +9,8 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator as TvAncho
 from torchvision.models.detection.image_list import ImageList
 
 from fpnlab.anchors import AnchorGenerator
+from fpnlab.errors import FpnlabError
+from fpnlab.model_config import ProposalCounts, RPNConfig
 from fpnlab.rpn import SMOOTH_L1_BETA, RegionProposalNetwork, RPNHead, flatten_deltas, flatten_objectness
 from fpnlab.transform import ImageBatch
 
@@ -38,7 +40,7 @@ def test_flattening_follows_the_anchor_order():
 
 
 def test_filter_keeps_levels_apart_clips_and_drops_tiny_boxes():
-    rpn = RegionProposalNetwork(AnchorGenerator(), RPNHead(4, 3), nms_thresh=0.7)
+    rpn = RegionProposalNetwork(AnchorGenerator(), RPNHead(4, 3), RPNConfig(nms_thresh=0.7))
     boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0],
                           [-5.0, -5.0, 50.0, 50.0], [3.0, 3.0, 3.0005, 9.0]])
     scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.95])
@@ -154,3 +156,14 @@ def test_proposals_carry_no_gradient_but_losses_do():
     # d BCE / d logit = sigmoid(logit) - label, halved by the mean over 2 anchors
     expected = torch.tensor([torch.sigmoid(torch.tensor(0.5)) - 0, torch.sigmoid(torch.tensor(-1.0)) - 1]) / 2
     assert torch.allclose(rpn.head.objectness.bias.grad, expected, atol=1e-6)
+
+
+def test_settings_change_proposal_selection_inside_the_block_only():
+    rpn = RegionProposalNetwork(AnchorGenerator(), RPNHead(4, 3))
+    with rpn.settings(nms_thresh=1.0, test=ProposalCounts(1000, 10**6)):
+        assert rpn.config.nms_thresh == 1.0 and rpn.config.counts(training=False).post_nms_top_n == 10**6
+        assert rpn.config.counts(training=True) == ProposalCounts(2000, 2000)
+    assert rpn.config == RPNConfig()
+    with pytest.raises(FpnlabError, match="RegionProposalNetwork.settings takes train, test, nms_thresh"):
+        with rpn.settings(fg_iou_thresh=0.5):  # read once, by the Matcher: not a setting to swap
+            pass

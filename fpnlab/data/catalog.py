@@ -12,18 +12,20 @@ the same command that made the shipped copy (SHAPES_MINI_COMMAND).
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
+from ..outputs import unused_name
 from .coco import CocoDetection, Transform
 from .synthetic import SPLITS, make_dataset
 
 REPO_DATA = Path(__file__).resolve().parent.parent.parent / "data"
-SHAPES_MINI = {"n_train": 200, "n_val": 60, "size": 320, "seed": 2017}  # seed: the FPN paper's year
-SHAPES_MINI_COMMAND = "fpnlab make-data --out data/shapes-mini --train 200 --val 60 --size 320 --seed 2017"
+# seed: the FPN paper's year. Objects up to 90% of the side, so that COCO's large bucket (>= 96 px) exists.
+SHAPES_MINI = {"n_train": 200, "n_val": 120, "size": 160, "seed": 2017, "max_side": 0.9}
+SHAPES_MINI_COMMAND = ("fpnlab make-data --out data/shapes-mini --train 200 --val 120 --size 160 --max-side 0.9 "
+                       "--seed 2017")
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,8 @@ def shapes_mini(progress: bool = True) -> DatasetPaths:
     print(f"shapes-mini not found; generating it into {target} ({SHAPES_MINI_COMMAND})", file=sys.stderr)
     partial = target.with_name(f"{target.name}.partial-{os.getpid()}")  # never mistaken for a finished copy
     make_dataset(partial, progress=progress, overwrite=True, **SHAPES_MINI)
-    if target.exists():  # an unfinished folder left by an interrupted run
-        shutil.rmtree(target)
+    if target.exists():  # an unfinished folder left by an interrupted run: set aside, not deleted
+        target.rename(unused_name(target.with_name(f"{target.name}.incomplete")))
     partial.rename(target)
     return DatasetPaths.at(target)
 

@@ -36,8 +36,10 @@ from torch import Tensor
 
 from ..boxes import xywh_to_xyxy
 from ..errors import DataError
+from .images import open_image
 from .transforms import ToTensor
 
+MAX_COORDINATE = 100_000  # pixels: a box coordinate beyond this is a broken file, not a large image
 # COCOeval's size buckets, on an annotation's `area` (pixels).
 AREA_RANGES = {"small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, math.inf)}
 
@@ -90,20 +92,42 @@ def _check_records(data: dict[str, Any], path: Path) -> None:
             seen.add(record["id"])
 
 
+def _check_image_sizes(data: dict[str, Any], path: Path) -> None:
+    """`width` and `height`, where given, are positive whole numbers."""
+    for i, image in enumerate(data["images"]):
+        for field in ("width", "height"):
+            value = image.get(field)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise DataError(f"{path}: images[{i}]['{field}'] should be a whole number of pixels >= 1 "
+                                f"but is {value!r}.")
+
+
+def _check_box(ann: dict[str, Any], image: dict[str, Any], where: str) -> None:
+    """4 finite numbers [x, y, w, h] within MAX_COORDINATE pixels, and not entirely outside the image."""
+    box = ann["bbox"]
+    if len(box) != 4 or not all(_is_number(v) and abs(v) <= MAX_COORDINATE for v in box):
+        raise DataError(f"{where} has bbox {box!r}; it should be 4 numbers [x, y, width, height] within "
+                        f"{MAX_COORDINATE:,} pixels.")
+    x, y, w, h = box
+    width, height = image.get("width"), image.get("height")
+    if width is not None and height is not None and (x >= width or y >= height or x + w <= 0 or y + h <= 0):
+        raise DataError(f"{where} has bbox {box!r}, which lies entirely outside its {width}x{height} image "
+                        f"(id {image['id']}).")
+
+
 def _check_annotation_values(data: dict[str, Any], path: Path) -> None:
-    """Boxes are 4 finite numbers, optional fields have sane values, and every id reference resolves."""
-    image_ids = {image["id"] for image in data["images"]}
+    """Boxes are 4 finite numbers on their image, optional fields have sane values, every id reference resolves."""
+    images = {image["id"]: image for image in data["images"]}
     category_ids = {category["id"] for category in data["categories"]}
     for i, ann in enumerate(data["annotations"]):
         where = f"{path}: annotations[{i}] (id {ann['id']})"
-        if len(ann["bbox"]) != 4 or not all(_is_number(v) for v in ann["bbox"]):
-            raise DataError(f"{where} has bbox {ann['bbox']!r}; it should be 4 numbers [x, y, width, height].")
+        if ann["image_id"] not in images:
+            raise DataError(f"{where} points to image_id {ann['image_id']}, which is not in 'images'.")
+        _check_box(ann, images[ann["image_id"]], where)
         if "area" in ann and not _is_number(ann["area"]):
             raise DataError(f"{where} has area {ann['area']!r}; it should be a number.")
         if ann.get("iscrowd", 0) not in (0, 1):
             raise DataError(f"{where} has iscrowd {ann['iscrowd']!r}; it should be 0 or 1.")
-        if ann["image_id"] not in image_ids:
-            raise DataError(f"{where} points to image_id {ann['image_id']}, which is not in 'images'.")
         if ann["category_id"] not in category_ids:
             raise DataError(f"{where} points to category_id {ann['category_id']}, which is not in 'categories'.")
 
@@ -116,7 +140,9 @@ def read_coco_json(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"annotation file {path} is not valid JSON ({err}).") from err
+        raise DataError(f"annotation file {path} is not valid JSON ({err}).") from None
+    except RecursionError:
+        raise DataError(f"annotation file {path} is nested too deeply to be COCO annotations.") from None
     if not isinstance(data, dict):
         raise DataError(f"annotation file {path} is not COCO: its top level is {_type_name(data)}, "
                         "not an object with 'images', 'annotations' and 'categories'.")
@@ -129,6 +155,7 @@ def read_coco_json(path: str | Path) -> dict[str, Any]:
     if not data["categories"]:
         raise DataError(f"annotation file {path} has an empty 'categories' list.")
     _check_records(data, path)
+    _check_image_sizes(data, path)
     _check_annotation_values(data, path)
     return data
 
@@ -199,17 +226,10 @@ class CocoDetection(torch.utils.data.Dataset):
         return dict(self.coco.imgs[self.ids[idx]])
 
     def load_image(self, idx: int) -> Image.Image:
-        """Item `idx`'s image as RGB; a missing, unreadable or wrongly sized file raises DataError."""
+        """Item `idx`'s image, decoded (any mode); a missing, unreadable or wrongly sized file raises DataError."""
         info = self.image_info(idx)
         path = self.image_dir / info["file_name"]
-        try:
-            with Image.open(path) as image:
-                image.load()  # decode now, so a truncated file fails here
-                image = image.convert("RGB")
-        except FileNotFoundError as err:
-            raise DataError(f"image file {path} (listed in {self.ann_file}) does not exist.") from err
-        except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for corrupt or non-image files
-            raise DataError(f"image file {path} cannot be read; it is truncated or not an image ({err}).") from err
+        image = open_image(path, listed_in=self.ann_file)
         expected = (info.get("width", image.width), info.get("height", image.height))
         if image.size != expected:
             raise DataError(f"image file {path} is {image.width}x{image.height} pixels but {self.ann_file} "

@@ -12,11 +12,9 @@
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
 import io
-import json
 import os
 import urllib.error
 import urllib.request
@@ -32,7 +30,6 @@ from tqdm.auto import tqdm
 from ..errors import DataError
 from .catalog import DatasetPaths, cache_dir
 from .coco import write_coco_json
-from .synthetic import SPLITS
 
 PENNFUDAN_URL = "https://www.cis.upenn.edu/~jshi/ped_html/PennFudanPed.zip"
 # The archive's SHA-256 is not recorded here: it could not be fetched when this module was written, and a
@@ -168,26 +165,3 @@ def download_pennfudan(out: str | Path | None = None, url: str = PENNFUDAN_URL,
     out = Path(out) if out is not None else cache_dir() / "pennfudan"
     digest = download(url, out / "PennFudanPed.zip", sha256=sha256, progress=progress)
     return convert(out / "PennFudanPed.zip", out), digest
-
-
-# --- command line -------------------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", choices=["pennfudan"], help="which dataset to download")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder for the archive and the converted dataset (default: $FPNLAB_DATA/pennfudan, "
-                             "else ~/.cache/fpnlab/pennfudan)")
-    parser.add_argument("--url", default=PENNFUDAN_URL, help="where to download the archive from")
-    parser.add_argument("--sha256", default=PENNFUDAN_SHA256,
-                        help="expected SHA-256 of the archive (verified if given)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    paths, digest = download_pennfudan(args.out, url=args.url, sha256=args.sha256, progress=not args.no_progress)
-    check = "verified" if args.sha256 else "not verified: pass --sha256 to check it"
-    print(f"archive SHA-256 {digest} ({check})")
-    for split in SPLITS:
-        data = json.loads(paths.split(split)[1].read_text())
-        print(f"{paths.split(split)[0]}: {len(data['images'])} images, {len(data['annotations'])} people")
-    return 0

@@ -31,7 +31,7 @@ Design
 """
 from __future__ import annotations
 
-import argparse
+import contextlib
 import json
 import math
 import multiprocessing
@@ -41,12 +41,15 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm.auto import tqdm
 
 from ..errors import FpnlabError
+from ..runlog import phase
 from .coco import size_bucket_shares, write_coco_json
 
 CATEGORIES = ("circle", "square", "triangle", "star", "ring", "cross")
+CATEGORY_RECORDS = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CATEGORIES)]
+DESCRIPTION = "fpnlab synthetic multi-scale shapes"  # info.description of the COCO files make-data writes
+MARKER = "make-data.json"  # written first: which files make-data is making here
 SPLITS = ("train", "val")
 SIZE_BUCKETS = ((8.0, 32.0), (32.0, 96.0), (96.0, math.inf))  # sqrt(area) ranges of COCO's small/medium/large
 BUCKET_WEIGHTS = (0.3, 0.3, 0.4)  # large shapes are the ones that find no room, so they are drawn more often
@@ -97,8 +100,11 @@ def polygon_area(poly: np.ndarray) -> float:
     return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2.0
 
 
-def sample_shape(rng: np.random.Generator, image_size: int) -> tuple[int, np.ndarray]:
-    """A random class and outline centred on the origin: (category index, (V, 2) polygon in pixels)."""
+def sample_shape(rng: np.random.Generator, image_size: int,
+                 max_side: float = MAX_SIDE_FRACTION) -> tuple[int, np.ndarray]:
+    """A random class and outline centred on the origin: (category index, (V, 2) polygon in pixels).
+
+    The box side is at most `max_side` x image_size."""
     category = int(rng.integers(len(CATEGORIES)))
     poly = unit_polygon(CATEGORIES[category])
     stretch = math.sqrt(math.exp(rng.uniform(-math.log(MAX_ASPECT), math.log(MAX_ASPECT))))
@@ -111,7 +117,7 @@ def sample_shape(rng: np.random.Generator, image_size: int) -> tuple[int, np.nda
     # sqrt(area) log-uniform inside a randomly chosen COCO bucket, capped so the box fits the image.
     low, high = SIZE_BUCKETS[int(rng.choice(len(SIZE_BUCKETS), p=BUCKET_WEIGHTS))]
     extent = float(np.ptp(poly, axis=0).max())  # longest box side at unit area
-    high = min(high, MAX_SIDE_FRACTION * image_size / extent)
+    high = min(high, max_side * image_size / extent)
     scale = math.exp(rng.uniform(math.log(low), math.log(high))) if low < high else high
     return category, poly * scale
 
@@ -236,7 +242,8 @@ def place(rng: np.random.Generator, poly: np.ndarray, owner: np.ndarray, visible
     return None
 
 
-def render_image(seed: int, split: str, index: int, size: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
+def render_image(seed: int, split: str, index: int, size: int,
+                 max_side: float = MAX_SIDE_FRACTION) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """One image and its objects, a pure function of its arguments.
 
     Returns the image (S, S, 3) uint8 and, in drawing order, one dict per object with `category` (index
@@ -245,7 +252,7 @@ def render_image(seed: int, split: str, index: int, size: int) -> tuple[np.ndarr
     rng = np.random.default_rng((seed, SPLITS.index(split), index))
     canvas = background(rng, size)  # (S, S, 3)
     count = int(rng.integers(OBJECTS_PER_IMAGE[0], OBJECTS_PER_IMAGE[1] + 1))
-    shapes = [sample_shape(rng, size) for _ in range(count)]
+    shapes = [sample_shape(rng, size, max_side) for _ in range(count)]
     shapes.sort(key=lambda shape: -polygon_area(shape[1]))  # largest first: small shapes go on top
 
     owner = np.full((size, size), -1, dtype=np.int16)  # which object is on top at each pixel
@@ -285,82 +292,112 @@ def coco_annotation(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _render_job(job: tuple[Path, str, int, int, int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _render_job(job: tuple[Path, str, int, int, int, float]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Worker: render one image, save it as JPEG, return its COCO image entry and annotations."""
-    folder, split, index, size, seed = job
-    pixels, objects = render_image(seed, split, index, size)
-    file_name = f"{index:06d}.jpg"
+    folder, split, index, size, seed, max_side = job
+    pixels, objects = render_image(seed, split, index, size, max_side)
+    file_name = image_name(index)
     Image.fromarray(pixels).save(folder / file_name, "JPEG", quality=JPEG_QUALITY, optimize=True)
     image = {"id": index + 1, "file_name": file_name, "width": size, "height": size}
     return image, [coco_annotation(obj) for obj in objects]
 
 
-def _check_arguments(out: Path, n_train: int, n_val: int, size: int, workers: int, overwrite: bool) -> None:
+def image_name(index: int) -> str:
+    return f"{index:06d}.jpg"
+
+
+def _check_arguments(n_train: int, n_val: int, size: int, workers: int, max_side: float) -> None:
     if n_train < 0 or n_val < 0:
         raise FpnlabError(f"--train and --val must be >= 0, got {n_train} and {n_val}.")
     if size < 64:
         raise FpnlabError(f"--size must be at least 64 pixels, got {size}.")
     if workers < 1:
         raise FpnlabError(f"--workers must be >= 1, got {workers}.")
-    existing = [out / f"{split}.json" for split in SPLITS if (out / f"{split}.json").exists()]
-    if existing and not overwrite:
-        raise FpnlabError(f"{existing[0]} already exists; pass --overwrite to replace the dataset in {out}.")
+    if not 0.1 <= max_side <= 1.0:
+        raise FpnlabError(f"--max-side is a fraction of the image side in [0.1, 1], got {max_side}.")
+
+
+# --- the target folder: only what make-data made is ever replaced ---------------------------------------
+
+def files_made_here(out: Path) -> set[Path] | None:
+    """The files an earlier make-data wrote into `out` (from its marker, else its COCO files), or None when
+    `out` holds no make-data output."""
+    marker = out / MARKER
+    if marker.is_file():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            counts = json.loads(marker.read_text())["images"]
+            return {marker, *(out / f"{split}.json" for split in SPLITS),
+                    *(out / split / image_name(i) for split in SPLITS for i in range(int(counts[split])))}
+    made = set()
+    for split in SPLITS:
+        path = out / f"{split}.json"
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or data.get("info", {}).get("description") != DESCRIPTION:
+            return None
+        made |= {path, *(out / split / str(image["file_name"]) for image in data.get("images", []))}
+    return made or None
+
+
+def prepare_target(out: Path, overwrite: bool) -> None:
+    """Refuse a target holding anything make-data did not make; with `overwrite`, delete what it made."""
+    if out.exists() and not out.is_dir():
+        raise FpnlabError(f"--out {out} is a file; give a folder for the dataset.")
+    present = {p for p in out.rglob("*") if p.is_file()} if out.exists() else set()
+    if not present:
+        return
+    made = files_made_here(out)
+    if made is None:
+        raise FpnlabError(f"--out {out} is not empty and holds no dataset made by `fpnlab make-data`; pick an "
+                          "empty or new folder (nothing in it was changed).")
+    if not overwrite:
+        raise FpnlabError(f"--out {out} already holds a dataset made by `fpnlab make-data`; pass --overwrite to "
+                          "replace it.")
+    foreign = sorted(present - made)
+    if foreign:
+        raise FpnlabError(f"--out {out} also holds {len(foreign)} file(s) make-data did not make (e.g. "
+                          f"{foreign[0]}); move them elsewhere first (nothing was deleted).")
+    for path in present:
+        path.unlink()
 
 
 def make_dataset(out_dir: str | Path, n_train: int, n_val: int, size: int = 512, seed: int = 0,
-                 workers: int | None = None, progress: bool = True, overwrite: bool = False) -> Path:
+                 workers: int | None = None, progress: bool = True, overwrite: bool = False,
+                 max_side: float = MAX_SIDE_FRACTION) -> Path:
     """Write `DIR/{train,val}/*.jpg` and `DIR/{train,val}.json` (COCO); return DIR.
 
     `workers` processes render images in parallel (default: every core); the bytes written do not
-    depend on it. An existing dataset in DIR is replaced only with `overwrite=True`.
+    depend on it. DIR must be new or empty; a dataset make-data made there before is replaced only with
+    `overwrite=True`, and a folder holding anything else is refused. `max_side` caps a box's side as a
+    fraction of the image side.
     """
     out = Path(out_dir)
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    _check_arguments(out, n_train, n_val, size, workers, overwrite)
-    categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CATEGORIES)]
+    _check_arguments(n_train, n_val, size, workers, max_side)
+    prepare_target(out, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text(json.dumps({"made_by": "fpnlab make-data", "images": {"train": n_train, "val": n_val}}))
     pool = multiprocessing.Pool(workers) if workers > 1 else None
     try:
         for split, count in zip(SPLITS, (n_train, n_val)):
-            folder = out / split
-            folder.mkdir(parents=True, exist_ok=True)
-            for stale in folder.glob("*.jpg"):  # left over from a larger dataset replaced with overwrite=True
-                stale.unlink()
-            jobs = [(folder, split, index, size, seed) for index in range(count)]
+            jobs = [(out / split, split, index, size, seed, max_side) for index in range(count)]
+            (out / split).mkdir(exist_ok=True)
             results = pool.imap(_render_job, jobs, chunksize=4) if pool else map(_render_job, jobs)
             images, annotations = [], []
-            for image, anns in tqdm(results, total=count, desc=f"make-data {split}", unit="img",
-                                    disable=not progress):
-                images.append(image)
-                for ann in anns:
-                    annotations.append({"id": len(annotations) + 1, "image_id": image["id"], **ann})
-            info = {"description": "fpnlab synthetic multi-scale shapes", "split": split, "seed": seed,
-                    "image_size": size}
+            with phase(f"make-data {split}", count, "images", progress) as bar:
+                for image, anns in results:
+                    images.append(image)
+                    first = len(annotations) + 1
+                    annotations += [{"id": first + i, "image_id": image["id"], **ann} for i, ann in enumerate(anns)]
+                    bar.update()
+            info = {"description": DESCRIPTION, "split": split, "seed": seed, "image_size": size, "max_side": max_side}
             write_coco_json(out / f"{split}.json", {"info": info, "images": images, "annotations": annotations,
-                                                "categories": categories})
+                                                "categories": CATEGORY_RECORDS})
     finally:
         if pool is not None:
             pool.terminate()
     return out
-
-
-# --- command line -------------------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="folder to write train/, val/ and the COCO JSONs")
-    parser.add_argument("--train", type=int, default=1000, help="number of training images (default 1000)")
-    parser.add_argument("--val", type=int, default=200, help="number of validation images (default 200)")
-    parser.add_argument("--size", type=int, default=512, help="image side in pixels (default 512)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
-    parser.add_argument("--workers", type=int, default=None, help="processes to use (default: every core)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    out = make_dataset(args.out, args.train, args.val, size=args.size, seed=args.seed, workers=args.workers,
-                       progress=not args.no_progress, overwrite=args.overwrite)
-    for split in SPLITS:
-        annotations = json.loads((out / f"{split}.json").read_text())["annotations"]
-        shares = ", ".join(f"{name} {share:.0%}" for name, share in size_bucket_shares(annotations).items())
-        print(f"{out / split}: {len(annotations)} objects ({shares})")
-    return 0

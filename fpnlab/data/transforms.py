@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
+
+from .images import to_tensor
 
 Target = dict[str, Any]
 
@@ -32,11 +33,12 @@ class Compose:
 
 
 class ToTensor:
-    """PIL image or uint8 tensor -> float tensor (3, H, W) in [0, 1]; a float tensor passes unchanged."""
+    """PIL image (any mode, 16-bit included) or uint8 tensor -> float tensor (3, H, W) in [0, 1];
+    a float tensor passes unchanged."""
 
     def __call__(self, image: Image.Image | Tensor, target: Target) -> tuple[Tensor, Target]:
         if isinstance(image, Image.Image):
-            image = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)  # (3, H, W) uint8
+            return to_tensor(image), target
         if not image.is_floating_point():
             image = image.float() / 255.0
         return image, target

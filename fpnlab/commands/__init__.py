@@ -1,0 +1,9 @@
+"""The `fpnlab` command line, one module per command: each parses its options and calls plain functions.
+
+    make_data   fpnlab.data.synthetic.make_dataset        download   fpnlab.data.pennfudan
+    train       fpnlab.train.train                         eval       fpnlab.evaluate.evaluate_checkpoint
+    detect      fpnlab.detect                              ablate     fpnlab.ablation.run_ablation
+
+Every module defines `add_arguments(parser)` and `run(args) -> exit code`; `common` holds the options
+several commands share. fpnlab.cli dispatches, and turns any FpnlabError into one line and exit code 2.
+"""
