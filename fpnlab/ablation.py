@@ -34,7 +34,7 @@ from fpnlab.config import TrainConfig, get_preset
 from fpnlab.distributed import resolve_device
 from fpnlab.env import device_name
 from fpnlab.errors import FpnlabError
-from fpnlab.evaluate import coco_metrics, proposal_recall
+from fpnlab.evaluate import anchor_size_statistics, coco_metrics, proposal_recall
 from fpnlab.overrides import update
 from fpnlab.results import process_command, read_result, write_result
 from fpnlab.train import train
@@ -101,14 +101,16 @@ def run_task(task: RunTask) -> dict[str, Any]:
         result = train(task.cfg, run_dir, progress=task.progress)
         start = time.perf_counter()
         device = resolve_device(task.cfg.device)
-        model = load_model(result.checkpoint, device)
-        metrics = EVALUATORS[task.stage](model, load_datasets(task.cfg)[1], max_images=task.cfg.max_val_images,
-                                         progress=task.progress)
+        model, val = load_model(result.checkpoint, device), load_datasets(task.cfg)[1]
+        options = dict(max_images=task.cfg.max_val_images, progress=task.progress)
+        metrics = EVALUATORS[task.stage](model, val, **options)
+        diagnosis = anchor_size_statistics(model, val, **options) if task.stage == "rpn" else None
     eval_s = time.perf_counter() - start
     history = result.history
     return {
         "variant": task.variant, "seed": task.seed, "command": task.command,
         "metrics": {name: metrics[name] for name in STAGES[task.stage].metrics},
+        **({"anchor_sizes": diagnosis} if diagnosis else {}),
         "final_loss": round(history[-1]["loss"], 4) if history else None,
         "train_s": round(result.wall_s, 1), "eval_s": round(eval_s, 1), "wall_s": round(result.wall_s + eval_s, 1),
         "images_per_s": round(result.images_per_s, 1), "device": device_name(device),
