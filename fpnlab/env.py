@@ -5,7 +5,9 @@ import platform
 import sys
 from datetime import datetime, timezone
 
+import numpy
 import torch
+import torchvision
 
 
 def default_device() -> torch.device:
@@ -27,9 +29,6 @@ def device_name(device: torch.device | str | None = None) -> str:
 
 def versions() -> dict[str, str]:
     """Versions of Python and the packages whose behaviour the results depend on."""
-    import numpy
-    import torchvision
-
     info = {
         "python": sys.version.split()[0],
         "torch": torch.__version__,

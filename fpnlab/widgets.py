@@ -35,6 +35,8 @@ from fpnlab.model_config import RPNConfig
 from fpnlab.levels import assign_levels, continuous_level, level_number
 from fpnlab.poolers import roi_align
 
+FARTHEST = "farthest"  # the level-explorer's default comparison: the level farthest from the chosen one
+
 
 class Panel:
     """Controls wired to an update function; the latest state's text and figure are shown below them.
@@ -95,13 +97,17 @@ class LevelAssignmentExplorer:
     """
 
     def __init__(self, image: Tensor, features: Mapping[str, Tensor], output_size: int = 7,
-                 sampling_ratio: int = 2) -> None:
+                 sampling_ratio: int = 2, canonical_size: float = 224.0) -> None:
         self.image, self.output_size, self.sampling_ratio = image, output_size, sampling_ratio
+        self.canonical_size = canonical_size  # the sliders' start: the model's own (DetectorConfig.canonical_size())
         self.features = {name: f for name, f in features.items() if name != "p6"}  # P6 carries anchors only
         self.ks = [level_number(name) for name in self.features]  # level numbers k, "p3" -> 3
 
-    def update(self, width: float, height: float, canonical_level: int = 4, canonical_size: float = 224,
-               x: float | None = None, y: float | None = None, compare_level: int | None = None) -> LevelState:
+    def update(self, width: float, height: float, canonical_level: int = 4, canonical_size: float | None = None,
+               x: float | None = None, y: float | None = None, compare_level: int | str | None = None) -> LevelState:
+        """Eq. 1 for a width x height ROI centred on (x, y); compare_level None or "farthest": the level farthest
+        from the chosen one."""
+        canonical_size = self.canonical_size if canonical_size is None else canonical_size
         h_img, w_img = self.image.shape[-2:]
         x = w_img / 2 if x is None else x
         y = h_img / 2 if y is None else y
@@ -109,7 +115,7 @@ class LevelAssignmentExplorer:
         k = float(continuous_level(float(width), float(height), canonical_size, canonical_level))
         unclamped = int(assign_levels(box, -100, 100, canonical_size, canonical_level)[0])
         level = int(assign_levels(box, self.ks[0], self.ks[-1], canonical_size, canonical_level)[0])
-        if compare_level is None:  # the level farthest from the chosen one
+        if compare_level in (None, FARTHEST):  # the level farthest from the chosen one
             compare_level = self.ks[0] if level - self.ks[0] >= self.ks[-1] - level else self.ks[-1]
         crops = {"image": self._crop(self.image[None].float(), box, 1.0)}  # (3, 7, 7)
         for kk in (level, compare_level):
@@ -127,7 +133,7 @@ class LevelAssignmentExplorer:
         chosen, other = f"p{s.level}", f"p{s.compare_level}"
         n = self.sampling_ratio * self.output_size
         return (f"ROI {width:.0f} x {height:.0f} px, sqrt(w*h) = {(width * height) ** 0.5:.1f}\n"
-                f"k = k0 + log2(sqrt(w*h) / {size:.0f}) = {k0} + log2({(width * height) ** 0.5:.1f} / {size:.0f})"
+                f"k = k0 + log2(sqrt(w*h) / {size:g}) = {k0} + log2({(width * height) ** 0.5:.1f} / {size:g})"
                 f" = {s.continuous:.2f}\n"
                 f"floor -> {s.floored}    clamp to [{self.ks[0]}, {self.ks[-1]}] -> level {s.level}: pooled from "
                 f"{chosen.upper()}\n"
@@ -163,15 +169,17 @@ class LevelAssignmentExplorer:
         """Sliders starting from a width x height ROI centred on (x, y) (default: the image centre)."""
         h_img, w_img = self.image.shape[-2:]
         longest = int(max(h_img, w_img))
-        compare = widgets.Dropdown(options=[("farthest level", None)] + [(f"P{k}", k) for k in self.ks],
-                                   value=None, description="compare with")
+        compare = widgets.Dropdown(options=[("farthest level", FARTHEST)] + [(f"P{k}", k) for k in self.ks],
+                                   value=FARTHEST, description="compare with", style={"description_width": "initial"})
         controls = {
             "width": _slider("ROI width", width, 4, 2 * longest),
             "height": _slider("ROI height", height, 4, 2 * longest),
             "x": _slider("centre x", w_img // 2 if x is None else x, 0, w_img),
             "y": _slider("centre y", h_img // 2 if y is None else y, 0, h_img),
             "canonical_level": _slider("k0", 4, 2, 6),
-            "canonical_size": _slider("canonical size", 224, 32, 896, step=16),
+            "canonical_size": widgets.FloatSlider(value=self.canonical_size, min=16, max=896, step=0.1,
+                                                  readout_format=".1f", description="canonical size",
+                                                  continuous_update=False, style={"description_width": "initial"}),
             "compare_level": compare,
         }
         return Panel(controls, self.update, self.render)
@@ -189,7 +197,9 @@ class FeatureView:
 
 
 class FeatureMapBrowser:
-    """Browse `features` (name -> (1, C, H, W)) by level and channel; channel -1 shows the mean |activation|."""
+    """Browse `features` (name -> (1, C, H, W)) by level and channel; channel -1 shows the mean |activation|.
+
+    `image` (any size: the photo, or what the network sees) is drawn beside the map."""
 
     def __init__(self, features: Mapping[str, Tensor], image: Tensor | None = None) -> None:
         self.features, self.image = dict(features), image
@@ -199,7 +209,7 @@ class FeatureMapBrowser:
         c, h, w = feature.shape[-3:]
         chosen = None if channel < 0 else min(channel, c - 1)
         data = plots.feature_image(feature, chosen)
-        stride = f", stride {self.image.shape[-1] // w}" if self.image is not None else ""
+        stride = f", stride {2 ** level_number(level)}"  # the map's cells are 2^k input pixels apart
         what = "mean |activation| over channels" if chosen is None else f"channel {chosen} of {c}"
         text = (f"{level.upper()}: {c} channels x {h} x {w}{stride}; showing {what}; "
                 f"min {data.min():.3g}, max {data.max():.3g}")

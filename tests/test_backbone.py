@@ -129,3 +129,14 @@ def test_bad_arguments():
         ResNetBody("resnet_tiny", pretrained=True)
     with pytest.raises(FpnlabError, match="BatchNorm"):
         ResNetBody("resnet18", "gn", pretrained=True)
+
+
+def test_receptive_fields_of_c2_to_c5():
+    """By hand: stem conv 7 (stride 2), max pool 3 (+2 x 2, stride 4), then each 3x3 conv adds 2 x its jump."""
+    from fpnlab.receptive import receptive_fields, with_3x3_convs
+
+    tiny = receptive_fields(ResNetBody("resnet_tiny", "bn"))  # one BasicBlock (two 3x3) per stage
+    assert tiny == {"c2": 11 + 8 + 8, "c3": 27 + 8 + 16, "c4": 51 + 16 + 32, "c5": 99 + 32 + 64}
+    r50 = receptive_fields(ResNetBody("resnet50"))  # bottlenecks: one 3x3 each, 3/4/6/3 blocks
+    assert r50 == {"c2": 11 + 3 * 8, "c3": 35 + 8 + 3 * 16, "c4": 91 + 16 + 5 * 32, "c5": 267 + 32 + 2 * 64}
+    assert with_3x3_convs(27, 4, 2) == 43  # P2 without top-down, plus the RPN's 3x3

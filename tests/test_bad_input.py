@@ -21,7 +21,7 @@ from PIL import Image
 
 from fpnlab.checkpoint import DEMO_CHECKPOINT, load_checkpoint, save_checkpoint
 from fpnlab.cli import main
-from fpnlab.data.synthetic import make_dataset
+from fpnlab.data import make_dataset
 
 
 def snapshot(folder: Path) -> dict[str, str]:

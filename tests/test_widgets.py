@@ -11,7 +11,6 @@ import torch
 
 from fpnlab import widgets
 from fpnlab.anchors import AnchorGenerator
-from fpnlab.levels import assign_levels
 from fpnlab.poolers import roi_align
 
 IMAGE_SIZE = (128, 160)  # (H, W)
@@ -50,12 +49,19 @@ def test_level_assignment_k0_and_canonical_size_move_the_level(image, features):
     assert explorer.update(56, 224).level == 3  # sqrt(56 * 224) = 112: rectangles use the geometric mean
 
 
-def test_level_assignment_matches_assign_levels_on_many_rois(image, features):
-    explorer = widgets.LevelAssignmentExplorer(image, features)
-    sides = torch.linspace(8, 900, 60)
-    ours = [explorer.update(float(w), float(w) * 0.7).level for w in sides]
-    boxes = torch.stack([torch.zeros_like(sides), torch.zeros_like(sides), sides, sides * 0.7], dim=1)
-    assert ours == assign_levels(boxes).tolist()
+@pytest.mark.parametrize("canonical", [224.0, 89.6])
+def test_level_assignment_equals_eq1_worked_out_here_on_many_rois(image, features, canonical):
+    explorer = widgets.LevelAssignmentExplorer(image, features, canonical_size=canonical)
+    for w in np.linspace(8, 900, 60):
+        h = 0.7 * w
+        k = min(max(math.floor(4 + math.log2(math.sqrt(w * h) / canonical) + 1e-9), 2), 5)  # Eq. 1, clamped
+        assert explorer.update(float(w), float(h)).level == k, (w, h)
+
+
+def test_the_compare_dropdown_starts_on_a_visible_choice(image, features):
+    dropdown = widgets.LevelAssignmentExplorer(image, features).widget().controls["compare_level"]
+    assert dropdown.index == 0 and dropdown.label == "farthest level"  # not blank (index None)
+    assert dropdown.style.description_width == "initial"  # "compare with" is not cut
 
 
 def test_level_assignment_crops_come_from_the_chosen_and_the_wrong_level(image, features):
@@ -90,6 +96,14 @@ def test_level_assignment_sliders_update_the_state(image, features):
 
 
 # --- feature-map browser ---------------------------------------------------------------------------
+
+PHOTO = torch.rand(3, 300, 375)  # the photo, larger than the network input the features come from
+
+
+@pytest.mark.parametrize("level, stride", [("p2", 4), ("p3", 8), ("p4", 16), ("p5", 32), ("p6", 64)])
+def test_feature_browser_states_the_stride_2_to_the_k(features, level, stride):
+    assert f"stride {stride};" in widgets.FeatureMapBrowser(features, PHOTO).update(level).text
+
 
 def test_feature_browser_shows_the_requested_channel(image, features):
     browser = widgets.FeatureMapBrowser(features, image)

@@ -1,6 +1,6 @@
 """The `fpnlab` command line, one module per command: each parses its options and calls plain functions.
 
-    make_data   fpnlab.data.synthetic.make_dataset        download   fpnlab.data.pennfudan
+    make_data   fpnlab.data.generate.make_dataset         download   fpnlab.data.pennfudan
     train       fpnlab.train.train                         eval       fpnlab.evaluate.evaluate_checkpoint
     detect      fpnlab.detect                              ablate     fpnlab.ablation.run_ablation
 

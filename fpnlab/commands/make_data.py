@@ -7,7 +7,8 @@ from pathlib import Path
 
 from fpnlab.commands.common import add_progress
 from fpnlab.data.coco import size_bucket_shares
-from fpnlab.data.synthetic import MAX_SIDE_FRACTION, SPLITS, make_dataset
+from fpnlab.data.generate import make_dataset
+from fpnlab.data.synthetic import MAX_SIDE_FRACTION, SPLITS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

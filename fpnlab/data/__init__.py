@@ -1,6 +1,7 @@
 """Datasets: the synthetic multi-scale shapes, any COCO-format dataset, and Penn-Fudan pedestrians.
 
-    synthetic.py   make_dataset: deterministic shapes at every scale, written as COCO (`fpnlab make-data`)
+    synthetic.py   render_image: deterministic shapes at every scale, a pure function of (seed, split, index)
+    generate.py    make_dataset: those images written as a COCO dataset folder (`fpnlab make-data`)
     coco.py        CocoDetection + collate_fn: (image (3, H, W), target dict) from a COCO JSON
     transforms.py  ToTensor, RandomHorizontalFlip, ResizeShorterSide, Compose: boxes move with pixels
     catalog.py     shapes_mini() (the shipped sample), load_split(), the data cache
@@ -8,7 +9,8 @@
 """
 from .catalog import DatasetPaths, cache_dir, load_split, shapes_mini
 from .coco import CocoDetection, collate_fn, size_bucket_shares
-from .synthetic import CATEGORIES, make_dataset
+from .generate import make_dataset
+from .synthetic import CATEGORIES
 
 __all__ = ["CATEGORIES", "CocoDetection", "DatasetPaths", "cache_dir", "collate_fn", "load_split",
            "make_dataset", "shapes_mini", "size_bucket_shares"]

@@ -19,7 +19,8 @@ from pathlib import Path
 from ..errors import DataError
 from ..outputs import unused_name
 from .coco import CocoDetection, Transform
-from .synthetic import SPLITS, make_dataset
+from .generate import make_dataset
+from .synthetic import SPLITS
 
 REPO_DATA = Path(__file__).resolve().parent.parent.parent / "data"
 # seed: the FPN paper's year. Objects up to 90% of the side, so that COCO's large bucket (>= 96 px) exists.

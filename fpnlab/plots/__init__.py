@@ -1,0 +1,24 @@
+"""Figures for the notebooks: every picture the lab draws, one function each.
+
+Each function takes tensors (images (3, H, W) in [0, 1], boxes (N, 4) xyxy in pixels, feature maps
+(C, H, W) or (1, C, H, W)) and returns a `matplotlib.figure.Figure` that is not registered with
+pyplot: a notebook shows it by leaving it as the cell's last value, and nothing leaks between calls.
+The numbers come from the stage modules; these functions only draw.
+
+    base       panels, images, boxes, feature maps as images, the lab's colours
+    data       image grids with boxes, object sizes by COCO bucket
+    pyramid    feature maps by level, the pyramid, ROIs per level
+    rpn        anchors, best IoU per object, objectness maps, before/after panels
+    results    loss curves, metric bars, ablations beside the paper, detection galleries
+"""
+from fpnlab.plots.base import (LEVEL_COLORS, category_color, draw_boxes, feature_image, image_panels, new_figure,
+                               show_image, to_numpy_image)
+from fpnlab.plots.data import image_grid, size_histogram
+from fpnlab.plots.pyramid import draw_pyramid, feature_grid, level_histogram, pyramid_figure
+from fpnlab.plots.results import ablation_bars, detection_gallery, loss_curves, metrics_bars
+from fpnlab.plots.rpn import anchor_iou_scatter, anchors_figure, boxes_panels, objectness_maps
+
+__all__ = ["LEVEL_COLORS", "ablation_bars", "anchor_iou_scatter", "anchors_figure", "boxes_panels", "category_color",
+           "detection_gallery", "draw_boxes", "draw_pyramid", "feature_grid", "feature_image", "image_grid",
+           "image_panels", "level_histogram", "loss_curves", "metrics_bars", "new_figure", "objectness_maps",
+           "pyramid_figure", "show_image", "size_histogram", "to_numpy_image"]
