@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 JUPYTER_ARGS ?=
 PYTEST_ARGS  ?=
 
-.PHONY: lab test checkpoint clean
+.PHONY: lab test checkpoint notebook-outputs assignments mutate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,17 +22,34 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 # Jupyter refuses to run as root (containers, some lab machines) unless told it may.
 AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# fpnlab.jupyter_setup: JupyterLab starts without the news pop-up, and nbstripout becomes this checkout's
+# git filter, so running the notebooks never dirties the checkout (your saved outputs stay in your files).
 lab: $(VENV)/.lab-installed
+	$(BIN)/python -m fpnlab.jupyter_setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(AS_ROOT) $(JUPYTER_ARGS)
 
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The shipped demo detector data/checkpoints/demo.pt: the demo preset trained on shapes-mini (CPU, 10-25 min),
-# exported in float16, then scored on shapes-mini val; figures in results/demo_training.json and demo_checkpoint.json.
+# The shipped demo detector data/checkpoints/demo.pt: the demo preset trained on shapes-mini (CPU, ~10 min on
+# 2 cores), exported in float16, then scored on shapes-mini val; figures in results/demo_training.json and
+# demo_checkpoint.json.
 checkpoint: $(VENV)/.test-installed
 	$(BIN)/python -m fpnlab train --preset demo --run-dir runs/demo --export data/checkpoints/demo.pt --result demo_training --no-progress
 	$(BIN)/python -m fpnlab eval --checkpoint data/checkpoints/demo.pt --proposals --levels --result demo_checkpoint --no-progress
+
+# The expected text of the notebooks' checked cells (notebooks/expected/), after changing one of them.
+notebook-outputs: $(VENV)/.test-installed
+	$(BIN)/python tests/notebook_outputs.py notebooks/*.ipynb
+
+# The graded assignment: student release, autograder and Gradescope zip under dist/ (assignments/README.md).
+assignments: $(VENV)/.test-installed
+	$(BIN)/python -m assignments.build --out dist
+
+# Mutation testing, one module against its own tests (not part of `make test`): make mutate MODULE=levels
+mutate: $(VENV)/.test-installed
+	$(BIN)/python -m pip install -q "mutmut>=3.3,<4"
+	$(BIN)/python tools/mutate.py $(MODULE)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

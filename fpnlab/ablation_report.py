@@ -7,6 +7,7 @@
     format_ablation(record)      text table: ours (mean ± std) beside the paper's number, then FPN minus each row
     ablation_figure(record)      bars by object size, ours beside the paper's
     load_ablation(stage)         the stored record (GPU first, else CPU)
+    anchor_size_table(record)    per anchor size: share of positives and top objectness (why row f fails)
 """
 from __future__ import annotations
 
@@ -132,3 +133,23 @@ def ablation_figure(record: dict[str, Any]) -> Any:
                                           record.get("device")) if x)
     title = f"{record['stage']} ablation: ours ({where}) vs the paper (COCO)"
     return ablation_bars(record["summary"], record["paper"], spec.size_metrics, labels=ROW_LABELS, title=title)
+
+
+def anchor_size_table(record: dict[str, Any]) -> str:
+    """Text table of the RPN runs' anchor-size diagnosis (fpnlab.evaluate.anchor_size_statistics), mean over
+    seeds: the share of positive anchors and the best objectness logit of each anchor size, and the
+    proposals left per image. Why row (f) misses small objects, in numbers."""
+    runs = [run for run in record["runs"] if "anchor_sizes" in run]
+    sizes = list(runs[0]["anchor_sizes"]["sizes"]) if runs else []
+    lines = [f"{'variant':<16}" + "".join(f"{'pos% ' + s:>9}" for s in sizes) + "".join(
+        f"{'logit ' + s:>10}" for s in sizes) + f"{'proposals':>11}"]
+    for variant in VARIANTS:
+        mine = [run["anchor_sizes"] for run in runs if run["variant"] == variant]
+        if not mine:
+            continue
+        share = [statistics.fmean(m["sizes"][s]["positive_share"] for m in mine) for s in sizes]
+        logit = [statistics.fmean(m["sizes"][s]["best_logit"] for m in mine) for s in sizes]
+        proposals = statistics.fmean(m["proposals_per_image"] for m in mine)
+        lines.append(f"{ROW_LABELS[variant]:<16}" + "".join(f"{100 * v:9.1f}" for v in share)
+                     + "".join(f"{v:10.2f}" for v in logit) + f"{proposals:11.0f}")
+    return "\n".join(lines)

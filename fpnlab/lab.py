@@ -4,6 +4,8 @@
     ex = lab.example(3)                  # val image 3 seen by the detector: every stage's output
     ex.resized, ex.gt_boxes              # the image the network sees, and its boxes in the same pixels
 
+    coco = coco_detector()               # torchvision's COCO-trained R50-FPN, or None offline
+
 Every notebook of the lab runs the same setup, so it lives here once.
 """
 from __future__ import annotations
@@ -20,6 +22,8 @@ from fpnlab.data import CocoDetection, load_split
 from fpnlab.demo import demo_model
 from fpnlab.detector import FPNDetector
 from fpnlab.env import default_device, device_name
+from fpnlab.errors import FpnlabError
+from fpnlab.torchvision_port import coco_weights_reachable, from_torchvision
 from fpnlab.transform import resize_boxes
 
 
@@ -63,3 +67,16 @@ def start_lab(checkpoint: str | Path | None = None, dataset: str = "shapes-mini"
           f"({config.backbone}, {config.min_size} px input, levels {', '.join(config.rpn_levels())}); "
           f"{dataset} val: {len(val_set)} images")
     return Lab(device, model, val_set)
+
+
+def coco_detector(device: torch.device | str | None = None) -> FPNDetector | None:
+    """torchvision's COCO-trained Faster R-CNN R50-FPN as an fpnlab detector (`from_torchvision(weights=
+    "DEFAULT")`, about 160 MB, downloaded once), or None, with one line saying why, when it cannot be had."""
+    if not coco_weights_reachable():
+        print("COCO weights: not cached and the download server is out of reach (offline?); skipping this part.")
+        return None
+    try:
+        return from_torchvision(weights="DEFAULT").to(device or default_device())
+    except FpnlabError as err:
+        print(f"COCO weights: {err}")
+        return None

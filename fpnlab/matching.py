@@ -98,6 +98,7 @@ class SampledTargets(NamedTuple):
     negative: Tensor  # (Q,) indices of the sampled negatives
     labels: Tensor  # (P + Q,) int64 label of each sampled one, positives first: the gt class, 0 background
     box_targets: Tensor  # (P, 4) the deltas that move each positive onto its gt box (BoxCoder.encode)
+    all_labels: Tensor  # (N,) the label of every candidate, sampled or not; -1 ignored
 
 
 def sample_targets(matcher: Matcher, sampler: BalancedPositiveNegativeSampler, box_coder: BoxCoder,
@@ -113,4 +114,4 @@ def sample_targets(matcher: Matcher, sampler: BalancedPositiveNegativeSampler, b
     labels[matches == BETWEEN_THRESHOLDS] = -1
     positive, negative = sampler(labels)
     box_targets = box_coder.encode(gt_boxes[matches[positive]], candidates[positive])  # (P, 4)
-    return SampledTargets(positive, negative, labels[torch.cat([positive, negative])], box_targets)
+    return SampledTargets(positive, negative, labels[torch.cat([positive, negative])], box_targets, labels)

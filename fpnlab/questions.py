@@ -177,21 +177,28 @@ QUESTIONS: dict[str, Question] = {
 }
 
 
-def check(name: str, prediction: Any) -> bool:
-    """Print the verdict on a prediction for question `name` and the reason; return whether it was right."""
-    if name not in QUESTIONS:
-        raise FpnlabError(f"unknown question {name!r}; known: {', '.join(QUESTIONS)}.")
-    question = QUESTIONS[name]
-    answer = question.answer()
+def check(name: str, prediction: Any) -> None:
+    """Print the verdict on a prediction for question `name`, and why the answer is what it is."""
+    question = lookup(name)
     if prediction is None:
-        print(f"not answered yet: {question.prompt}\nWrite your prediction in the cell above (instead of None) "
-              "and run both cells.")
-        return False
-    right = agrees(prediction, answer, question.tolerance)
+        print(f"not answered yet: {question.prompt}\nReplace None with your prediction and run the cell again.")
+        return
+    answer = question.answer()
     why = question.why.format(answer=answer, min_size=CPU.model.min_size, scale=CPU.model.min_size / 160,
                               channels=CPU.model.fpn_channels)
-    print(f"{'right' if right else 'not quite'}: you said {prediction!r}. {why}")
-    return right
+    print(f"{'right' if is_right(name, prediction) else 'not quite'}: you said {prediction!r}. {why}")
+
+
+def lookup(name: str) -> Question:
+    if name not in QUESTIONS:
+        raise FpnlabError(f"unknown question {name!r}; known: {', '.join(QUESTIONS)}.")
+    return QUESTIONS[name]
+
+
+def is_right(name: str, prediction: Any) -> bool:
+    """Whether `prediction` answers question `name` (None never does)."""
+    question = lookup(name)
+    return prediction is not None and agrees(prediction, question.answer(), question.tolerance)
 
 
 def agrees(prediction: Any, answer: Any, tolerance: float) -> bool:

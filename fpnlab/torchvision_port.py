@@ -8,7 +8,10 @@ tests/test_detector.py proves the detections equal to 1e-4. The names of the par
 """
 from __future__ import annotations
 
+import socket
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from torch import Tensor, nn
@@ -141,3 +144,16 @@ def _from_coco_weights(weights: Any) -> FPNDetector:
                 module.eps = 0.0
     model.categories = list(weights.meta["categories"])
     return model.eval()
+
+
+def coco_weights_reachable(timeout: float = 3.0) -> bool:
+    """True when torchvision's COCO weights are in the torch hub cache, or their server answers within
+    `timeout` seconds (so an offline machine is told at once instead of waiting on a dead connection)."""
+    url = Weights.DEFAULT.url
+    if (Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name).is_file():
+        return True
+    try:
+        with socket.create_connection((urlparse(url).hostname, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False

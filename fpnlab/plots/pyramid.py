@@ -82,7 +82,8 @@ def level_histogram(levels: Tensor, k_min: int = 2, k_max: int = 5, title: str =
     fig, axes = new_figure(size=(5.0, 3.2))
     ax = axes[0, 0]
     bars = ax.bar([f"P{k}" for k in ks], counts, color=[LEVEL_COLORS[f"p{k}"] for k in ks])
-    ax.bar_label(bars, labels=[str(c) for c in counts])
+    ax.bar_label(bars, labels=[str(c) for c in counts], padding=2)
+    ax.set_ylim(0, 1.18 * max(max(counts), 1))  # room for the labels inside the frame
     ax.set_ylabel("boxes")
     ax.set_title(f"{title} ({sum(counts)} boxes)")
     return fig

@@ -20,10 +20,11 @@ def loss_curves(history: Mapping[str, Sequence[float]], x: str = "iteration", sm
                 reference_label: str = "reference run") -> Figure:
     """One line per loss column of `history` (columns: x, then loss_*), optionally a running mean of `smooth`.
 
-    `reference`: [(iteration, total loss), ...] of another run (e.g. a stored result), drawn dashed grey.
+    `reference`: [(iteration, total loss), ...] of another run (e.g. a stored result), drawn on a panel of
+    its own, so a short run is not squeezed against a long one's x axis.
     """
     steps = np.asarray(history[x], dtype=float)
-    fig, axes = new_figure(size=(7.0, 3.8))
+    fig, axes = new_figure(1, 2 if reference else 1, (6.0, 3.8))
     ax = axes[0, 0]
     for name, values in history.items():
         if not name.startswith("loss"):
@@ -32,14 +33,15 @@ def loss_curves(history: Mapping[str, Sequence[float]], x: str = "iteration", sm
         if smooth > 1 and len(y) >= smooth:
             y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
         ax.plot(steps[len(steps) - len(y):], y, label=name, linewidth=2 if name == "loss" else 1.2)
+    ax.set(xlabel=x, ylabel="loss", yscale="log", title=title)
+    ax.legend(fontsize=8)
     if reference:
         ref = np.asarray(reference, dtype=float)  # (n, 2)
-        ax.plot(ref[:, 0], ref[:, 1], color="0.5", linestyle="--", linewidth=1.5, label=reference_label)
-    ax.set_xlabel(x)
-    ax.set_ylabel("loss")
-    ax.set_yscale("log")
-    ax.legend(fontsize=8)
-    ax.set_title(title)
+        other = axes[0, 1]
+        other.plot(ref[:, 0], ref[:, 1], color="0.4", linewidth=2, label="loss")
+        other.axvspan(0, steps.max() if len(steps) else 0, color=OURS_COLOR, alpha=0.15, label="the run on the left")
+        other.set(xlabel=x, yscale="log", title=reference_label)
+        other.legend(fontsize=8)
     return fig
 
 
@@ -52,7 +54,8 @@ def metrics_bars(metrics: Mapping[str, float], keys: Sequence[str] | None = None
     fig, axes = new_figure(size=(max(4.0, 0.7 * len(keys)), 3.2))
     ax = axes[0, 0]
     bars = ax.bar(keys, values, color=OURS_COLOR)
-    ax.bar_label(bars, fmt="%.1f", fontsize=8)  # NaN bars get no label
+    ax.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)  # NaN bars get no label
+    ax.set_ylim(0, 1.18 * max([v for v in values if v == v] or [1.0]))  # room for the labels inside the frame
     ax.set_ylabel("%" if percent else "value")
     ax.set_title(title)
     return fig

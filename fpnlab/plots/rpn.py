@@ -1,10 +1,13 @@
-"""Figures of anchors and the RPN: anchors on the image, best IoU per object, objectness maps, box panels."""
+"""Figures of anchors and the RPN: anchors, best IoU per object, objectness, box panels, training targets."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
 import torch
 from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
@@ -23,12 +26,22 @@ def anchors_figure(image: Tensor, anchors: Mapping[str, Tensor], title: str | No
     for name, boxes in anchors.items():
         draw_boxes(ax, boxes, color=LEVEL_COLORS.get(name, "yellow"), linewidth=1.5)
         ax.plot([], [], color=LEVEL_COLORS.get(name, "yellow"), label=name.upper())
-    h, w = image.shape[-2:]
-    ax.set_xlim(-0.25 * w, 1.25 * w)  # big anchors reach past the image border
-    ax.set_ylim(1.25 * h, -0.25 * h)
+    frame_to(ax, image, torch.cat([torch.as_tensor(b).reshape(-1, 4).cpu() for b in anchors.values()]))
     ax.set_axis_on()
     ax.legend(loc="upper right", fontsize=8)
     return fig
+
+
+def frame_to(ax: Axes, image: Tensor, boxes: Tensor, margin: float = 0.04) -> None:
+    """Limit the view to the image and the boxes that reach past it, plus a small margin."""
+    h, w = image.shape[-2:]
+    x1 = min(0.0, float(boxes[:, 0].min())) if len(boxes) else 0.0
+    y1 = min(0.0, float(boxes[:, 1].min())) if len(boxes) else 0.0
+    x2 = max(float(w), float(boxes[:, 2].max())) if len(boxes) else float(w)
+    y2 = max(float(h), float(boxes[:, 3].max())) if len(boxes) else float(h)
+    pad = margin * max(x2 - x1, y2 - y1)
+    ax.set_xlim(x1 - pad, x2 + pad)
+    ax.set_ylim(y2 + pad, y1 - pad)
 
 
 def anchor_iou_scatter(sides: Tensor, best_iou: Tensor, levels: Sequence[str], threshold: float = 0.7) -> Figure:
@@ -56,29 +69,91 @@ def objectness_maps(image: Tensor, logits: Mapping[str, Tensor], size: float = 2
         value = value.detach().float().cpu()
         prob = torch.sigmoid(value[0] if value.dim() == 4 else value).amax(dim=0)  # (H, W)
         im = ax.imshow(prob.numpy(), cmap="magma", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(f"{name.upper()} objectness {prob.shape[0]}x{prob.shape[1]}", fontsize=9)
+        ax.set_title(f"{name.upper()} objectness {prob.shape[0]}x{prob.shape[1]}", fontsize=11)
         ax.set_axis_off()
     fig.colorbar(im, ax=axes[0, -1], shrink=0.8)
     return fig
 
 
 def boxes_panels(image: Tensor, panels: Mapping[str, Tensor], scores: Mapping[str, Tensor] | None = None,
-                 gt_boxes: Tensor | None = None, size: float = 4.0, max_boxes: int = 300) -> Figure:
+                 gt_boxes: Tensor | None = None, size: float = 4.0, max_boxes: int = 300,
+                 view: Tensor | None = None, score_label: str = "score") -> Figure:
     """The same image with a different set of boxes per panel, e.g. proposals before / after NMS.
 
-    Only the `max_boxes` best-scoring boxes of a panel are drawn, coloured by score (yellow: high) where
-    `scores` has the panel; ground truth dashed in white. Titles count the boxes drawn.
+    Only the `max_boxes` best-scoring boxes of a panel are drawn, coloured by score (a colour bar says
+    how) where `scores` has the panel; ground truth dashed in white. `view` (x1, y1, x2, y2) zooms every
+    panel to that region (with a margin), e.g. one object and its candidates. Titles count the boxes.
     """
     fig, axes = new_figure(1, len(panels), (size, size))
+    mapper = None
     for ax, (name, boxes) in zip(axes.flat, panels.items()):
         score = scores.get(name) if scores is not None else None
         order = score.argsort(descending=True) if score is not None else torch.arange(len(boxes))
         order = order[:max_boxes]
         show_image(ax, image, f"{name}: {len(order)} boxes")
+        ax.title.set_fontsize(11)
         for i in order.flip(0).tolist():  # best drawn last, on top
             x1, y1, x2, y2 = boxes[i].tolist()
             color = colormaps["plasma"](float(score[i])) if score is not None else "yellow"
-            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=0.8))
+            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=0.9))
         if gt_boxes is not None:
-            draw_boxes(ax, gt_boxes, color="white", linestyle="--", linewidth=1.2)
+            draw_boxes(ax, gt_boxes, color="white", linestyle="--", linewidth=1.4)
+        if view is not None:
+            x1, y1, x2, y2 = view.tolist()
+            pad = 0.6 * max(x2 - x1, y2 - y1)
+            ax.set_xlim(x1 - pad, x2 + pad)
+            ax.set_ylim(y2 + pad, y1 - pad)
+        mapper = mapper or (ScalarMappable(Normalize(0, 1), "plasma") if score is not None else None)
+    if mapper is not None:
+        fig.colorbar(mapper, ax=list(axes.flat), shrink=0.8, label=score_label)
+    return fig
+
+
+def anchor_labels(image: Tensor, anchors: Tensor, labels: Tensor, positive: Tensor, negative: Tensor,
+                  gt_boxes: Tensor, size: float = 4.5, negatives_shown: int = 40) -> Figure:
+    """How the RPN labels one image's anchors for training (fpnlab.analysis.AnchorTargets):
+
+    left, every positive anchor (IoU >= 0.7, or an object's best) in green and every ignored one dashed
+    grey; right, the balanced mini-batch it trains on: the sampled positives, and some of its negatives.
+    """
+    fig, axes = new_figure(1, 2, (size, size))
+    left, right = axes[0]
+    show_image(left, image, f"{int((labels == 1).sum())} positive, {int((labels == -1).sum())} ignored, "
+                            f"{int((labels == 0).sum())} negative anchors")
+    draw_boxes(left, anchors[labels == -1], color="0.7", linestyle=":", linewidth=0.6)
+    draw_boxes(left, anchors[labels == 1], color="lime", linewidth=1.0)
+    show_image(right, image, f"sampled: {len(positive)} positive + {len(negative)} negative")
+    draw_boxes(right, anchors[negative[:negatives_shown]], color="red", linewidth=0.6)
+    draw_boxes(right, anchors[positive], color="lime", linewidth=1.0)
+    for ax in (left, right):
+        ax.title.set_fontsize(10)
+        draw_boxes(ax, gt_boxes, color="white", linestyle="--", linewidth=1.4)
+        frame_to(ax, image, torch.cat([anchors[labels == 1], anchors[positive]]))
+    return fig
+
+
+def refinement(image: Tensor, steps: Mapping[str, object], size: float = 4.0) -> Figure:
+    """One anchor becoming a proposal (fpnlab.analysis.refine_anchor), zoomed on the object, in three panels:
+    the anchor, the anchor moved by the RPN's deltas, and the proposal that survived NMS."""
+    fig, axes = new_figure(1, 3, (size, size))
+    dx, dy, dw, dh = steps["deltas"].tolist()
+    panels = (
+        (f"best anchor: IoU {steps['iou_anchor']:.2f}, p(object) {steps['objectness']:.2f}", [steps["anchor"]]),
+        (f"moved by tx {dx:+.2f} ty {dy:+.2f}\ntw {dw:+.2f} th {dh:+.2f}: IoU {steps['iou']:.2f}",
+         [steps["anchor"], steps["clipped"]]),
+        (f"proposal kept after NMS (IoU {steps['kept_iou']:.2f} with the moved anchor)", [steps["kept"]]),
+    )
+    colors = ("orange", "lime")
+    everything = torch.stack([steps["gt"], steps["anchor"], steps["clipped"], steps["kept"]])
+    for ax, (title, boxes) in zip(axes[0], panels):
+        show_image(ax, image, title)
+        ax.title.set_fontsize(9)
+        draw_boxes(ax, steps["gt"][None], color="white", linestyle="--", linewidth=1.5)
+        for color, box in zip(colors if len(boxes) == 2 else ("lime",), boxes):
+            draw_boxes(ax, box[None], color=color, linewidth=2.0)
+        x1, y1 = everything[:, :2].min(0).values.tolist()
+        x2, y2 = everything[:, 2:].max(0).values.tolist()
+        pad = 0.15 * max(x2 - x1, y2 - y1)
+        ax.set_xlim(x1 - pad, x2 + pad)
+        ax.set_ylim(y2 + pad, y1 - pad)
     return fig

@@ -1,0 +1,29 @@
+"""pytest: give nbval the expected outputs of the notebooks' checked cells (tests/notebook_outputs.py).
+
+The notebooks are committed without outputs; without this hook nbval would have nothing to compare a
+`# NBVAL_CHECK_OUTPUT` cell with, and every claim such a cell guards would go unchecked.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+
+from tests.notebook_outputs import MARK, load_expected, source_hash
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    expected_by_notebook: dict[Path, dict] = {}
+    for item in items:
+        cell = getattr(item, "cell", None)
+        if type(item).__name__ != "IPyNbCell" or cell is None or not cell.source.lstrip().startswith(MARK):
+            continue
+        path = Path(str(item.fspath))
+        expected = expected_by_notebook.setdefault(path, load_expected(path))
+        index = str(item.parent.nb.cells.index(cell))  # the cell's place among all cells, as recorded
+        entry = expected.get(index)
+        if entry is not None and entry["source"] == source_hash(cell.source):
+            cell.outputs = [nbformat.from_dict(output) for output in entry["outputs"]]
+        else:  # stale or missing: compare with a note that says what to do
+            cell.outputs = [nbformat.from_dict({"output_type": "stream", "name": "stdout", "text":
+                            f"no expected output recorded for this cell: run `make notebook-outputs`\n"})]

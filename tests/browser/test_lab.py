@@ -1,0 +1,164 @@
+"""Every notebook, Run All in JupyterLab in Chromium; every widget, moved by keyboard and mouse.
+
+One test per notebook (each runs its notebook once):
+
+For each notebook: no error output, no "Error displaying widget", no browser console error, and a
+screenshot. For each widget: each kind of control is changed and what the student then reads must be
+the value worked out here independently (the stride 2^k, the anchor size and grid cell, Eq. 1's level).
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import SCREENSHOTS, TOKEN
+
+NOTEBOOKS = ["00_welcome_and_data", "01_bottom_up_pathway", "02_top_down_and_lateral", "03_anchors", "04_rpn",
+             "05_roi_level_assignment", "06_fast_rcnn_head", "07_train_detector", "08_ablations"]
+RUN_TIMEOUT_S = 600
+
+# What the notebook is doing, read through the JupyterLab application object (expose_app_in_browser).
+STATE_JS = """() => {
+  const panel = window.jupyterapp.shell.currentWidget;
+  if (!panel || !panel.content || !panel.sessionContext) return null;
+  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+  const cells = panel.content.widgets.filter(c => c.model.type === 'code');
+  const errors = [];
+  for (const c of cells) for (const o of c.model.outputs.toJSON())
+    if (o.output_type === 'error') errors.push(o.ename + ': ' + o.evalue);
+  return {status: kernel ? kernel.status : 'none', done: cells.filter(c => c.model.executionCount !== null).length,
+          cells: cells.length, errors: errors};
+}"""
+
+
+def open_notebook(page: Page, url: str, name: str) -> None:
+    page.goto(f"{url}/lab/tree/{name}.ipynb?token={TOKEN}")
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
+                           "&& window.jupyterapp.shell.currentWidget.sessionContext", timeout=120_000)
+    page.wait_for_function(f"() => {{ const s = ({STATE_JS})(); return s && s.status === 'idle'; }}",
+                           timeout=120_000)
+
+
+def run_all(page: Page) -> dict:
+    """Run All, then wait until every code cell has run (or one failed) and the kernel is idle."""
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        state = page.evaluate(STATE_JS)
+        if state["errors"] or (state["done"] == state["cells"] and state["status"] == "idle"):
+            return state
+        time.sleep(1)
+    pytest.fail(f"Run All did not finish within {RUN_TIMEOUT_S} s: {page.evaluate(STATE_JS)}")
+
+
+@pytest.fixture()
+def page(browser):
+    """A fresh browser page whose console errors are collected in page.console_errors."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.console_errors = []
+    page.on("console", lambda message: page.console_errors.append(message.text) if message.type == "error" else None)
+    yield page
+    context.close()
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_in_the_browser_and_its_widgets_answer(page, lab_url, name):
+    """Run All: no error output, no broken widget, no news pop-up, no console error; then move the widgets."""
+    open_notebook(page, lab_url, name)
+    state = run_all(page)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=False)
+    assert state["errors"] == [] and state["done"] == state["cells"]
+    assert page.get_by_text("Error displaying widget").count() == 0
+    assert page.get_by_text("Would you like to get notified about official Jupyter news?").count() == 0
+    if name in WIDGET_CHECKS:
+        WIDGET_CHECKS[name](page)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-widgets.png"), full_page=False)
+    assert page.console_errors == []
+
+
+# --- the widgets, one notebook each ------------------------------------------------------------------------
+
+def expect_text(page: Page, pattern: str) -> None:
+    expect(page.locator(".widget-html pre").last).to_contain_text(re.compile(pattern), timeout=60_000)
+
+
+def slider(page: Page, description: str):
+    """The slider widget whose label reads `description`."""
+    return page.locator(".widget-slider").filter(has=page.locator(".widget-label", has_text=description)).last
+
+
+def press(page: Page, description: str, key: str) -> None:
+    """Focus the slider's handle and press `key` (End, Home, ArrowRight, ...), as a keyboard user would."""
+    slider(page, description).locator(".noUi-handle").focus()
+    page.keyboard.press(key)
+
+
+def type_value(page: Page, description: str, value: str) -> None:
+    """Type a value into the slider's readout, as a student correcting a number would."""
+    readout = slider(page, description).locator(".widget-readout")
+    readout.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(value)
+    page.keyboard.press("Enter")
+
+
+def feature_browser_of_01(page: Page) -> None:
+    """Level toggles and the channel slider: the stride 2^k and the channel asked for."""
+    for stage, k, channels in (("C4", 4, 128), ("C2", 2, 32)):  # ResNet-tiny: widths 32, 64, 128, 256
+        page.locator(".widget-toggle-buttons button", has_text=stage).last.click()
+        expect_text(page, rf"{stage}: {channels} channels x \d+ x \d+, stride {2 ** k};")
+    press(page, "channel", "End")  # the largest channel index any level has (C5: 255), clamped to C2's 31
+    expect_text(page, r"showing channel 31 of 32")
+
+
+def feature_browser_of_02(page: Page) -> None:
+    """Every P level (and a C level) with its own grid and stride."""
+    for level, k in (("P3", 3), ("P5", 5), ("C3", 3)):
+        page.locator(".widget-toggle-buttons button", has_text=level).last.click()
+        expect_text(page, rf"{level}: \d+ channels x {320 // 2 ** k} x {320 // 2 ** k}, stride {2 ** k};")
+
+
+def anchor_explorer_of_03(page: Page) -> None:
+    """Level toggle, x/y sliders by keyboard, the ratio slider: grid counts, the cell, the anchor's size."""
+    page.locator(".widget-toggle-buttons button", has_text="P5").last.click()
+    cells = 320 // 32
+    expect_text(page, rf"P5: stride 32, {cells * cells} locations x 3 anchors = {cells * cells * 3} anchors")
+    press(page, "x", "End")  # x = 319: the last column of the stride-32 grid
+    press(page, "y", "Home")  # y = 0
+    expect_text(page, rf"location \(row 0, col {319 // 32}\) = pixel \({319 // 32 * 32}, 0\)")
+    press(page, "h/w", "End")  # aspect ratio 2: twice as high as wide, same area as a 256 x 256 square
+    half_w, half_h = round(256 / math.sqrt(2) / 2), round(256 * math.sqrt(2) / 2)  # corners in whole pixels
+    expect_text(page, rf"aspect ratio h/w = 2: anchor {2 * half_w} x {2 * half_h} px")
+
+
+def eq1_level(width: float, height: float, canonical: float, k0: int = 4) -> int:
+    """FPN Eq. 1, floored and clamped to P2..P5, written out here."""
+    return min(max(math.floor(k0 + math.log2(math.sqrt(width * height) / canonical) + 1e-9), 2), 5)
+
+
+def level_explorer_of_05(page: Page) -> None:
+    """Width/height by keyboard and by typing, the canonical size, the comparison dropdown: Eq. 1's level."""
+    canonical = float(slider(page, "canonical size").locator(".widget-readout").inner_text())
+    assert canonical == pytest.approx(224 * 320 / 800)  # the detector's own, at its 320 px input
+    dropdown = page.locator(".widget-dropdown select").last
+    assert dropdown.evaluate("s => s.options[s.selectedIndex].text") == "farthest level"  # not blank
+    for key, side in (("Home", 4.0), ("End", 640.0)):  # the sliders' ends: 4 px and twice the image side
+        press(page, "ROI width", key)
+        press(page, "ROI height", key)
+        expect_text(page, rf"-> level {eq1_level(side, side, canonical)}: pooled from P{eq1_level(side, side, canonical)}")
+    type_value(page, "ROI width", "128")
+    type_value(page, "ROI height", "128")
+    level = eq1_level(128, 128, canonical)
+    expect_text(page, rf"ROI 128 x 128 px.*\n.*\n.*-> level {level}: pooled from P{level}")
+    dropdown.select_option(label="P2")
+    expect_text(page, r"on P2 \d+\.\d x \d+\.\d")
+
+
+WIDGET_CHECKS = {"01_bottom_up_pathway": feature_browser_of_01, "02_top_down_and_lateral": feature_browser_of_02,
+                 "03_anchors": anchor_explorer_of_03, "05_roi_level_assignment": level_explorer_of_05}
