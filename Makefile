@@ -23,7 +23,7 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # fpnlab.jupyter_setup: JupyterLab starts without the news pop-up, and nbstripout becomes this checkout's
-# git filter, so running the notebooks never dirties the checkout (your saved outputs stay in your files).
+# git filter: running the notebooks never changes what git diff or a commit sees (your outputs stay in your files).
 lab: $(VENV)/.lab-installed
 	$(BIN)/python -m fpnlab.jupyter_setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(AS_ROOT) $(JUPYTER_ARGS)

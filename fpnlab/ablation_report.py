@@ -19,7 +19,7 @@ from fpnlab.plots import ablation_bars
 from fpnlab.results import read_result
 from fpnlab.variants import REFERENCE, ROW_LABELS, STAGES, VARIANTS, check_names, result_name
 
-WIDTH = 21  # characters per metric column of the text table
+WIDTH = 24  # characters per metric column of the text table
 
 
 def mean_std(values: Sequence[float]) -> dict[str, float | int] | None:

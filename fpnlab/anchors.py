@@ -49,12 +49,14 @@ class AnchorGenerator(nn.Module):
 
     def cell_anchors(self, level: int) -> Tensor:
         """The A anchors of one grid point at (0, 0): (A, 4), corners rounded to whole pixels like torchvision."""
+        # BEGIN UNIT cell_anchors
         sizes = torch.tensor(self.sizes[level], dtype=torch.float32)  # (S,)
         ratios = torch.tensor(self.aspect_ratios[level], dtype=torch.float32)  # (R,) height / width
         h_factor = torch.sqrt(ratios)  # area-preserving: w * h = size^2
         widths = (sizes[None, :] / h_factor[:, None]).flatten()  # (R*S,) ratio-major
         heights = (sizes[None, :] * h_factor[:, None]).flatten()
         return (torch.stack([-widths, -heights, widths, heights], dim=1) / 2).round()  # (A, 4)
+        # END UNIT cell_anchors
 
     def grid_anchors(self, image_size: tuple[int, int], feature_sizes: list[tuple[int, int]],
                      device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> list[Tensor]:
@@ -78,6 +80,7 @@ class AnchorGenerator(nn.Module):
 
     def _level_anchors(self, level: int, image_size: tuple[int, int], feature_size: tuple[int, int],
                        device: torch.device, dtype: torch.dtype) -> Tensor:
+        # BEGIN UNIT grid_anchors
         (height, width), (image_h, image_w) = feature_size, image_size
         ys = torch.arange(height, device=device) * (image_h // height)  # (H,) grid rows in pixels
         xs = torch.arange(width, device=device) * (image_w // width)  # (W,)
@@ -85,3 +88,4 @@ class AnchorGenerator(nn.Module):
         shifts = torch.stack([x, y, x, y], dim=-1).reshape(-1, 1, 4)  # (H*W, 1, 4)
         cell = self.cell_anchors(level).to(device=device, dtype=dtype)  # (A, 4)
         return (shifts + cell[None]).reshape(-1, 4)  # (H*W*A, 4)
+        # END UNIT grid_anchors

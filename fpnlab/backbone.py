@@ -76,12 +76,14 @@ class ResNetBody(nn.Module):
         return [self.layer1, self.layer2, self.layer3, self.layer4]
 
     def forward(self, images: Tensor) -> OrderedDict[str, Tensor]:
+        # BEGIN UNIT backbone
         x = self.maxpool(self.relu(self.bn1(self.conv1(images))))  # (B, 64, H/4, W/4): the stem
         features = OrderedDict()
         for k, stage in zip(range(2, 6), self._stages()):
             x = stage(x)  # (B, C_k, H/2^k, W/2^k)
             features[f"c{k}"] = x
         return features
+        # END UNIT backbone
 
 
 def _torchvision_resnet(name: str, norm: str) -> torchvision.models.ResNet:

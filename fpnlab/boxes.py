@@ -59,8 +59,10 @@ def upcast(t: Tensor) -> Tensor:
 
 def box_area(boxes: Tensor) -> Tensor:
     """Area of each box: (N, 4) -> (N,), in float32 (or wider) for half-precision boxes."""
+    # BEGIN UNIT area
     boxes = upcast(boxes)
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    # END UNIT area
 
 
 def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
@@ -75,6 +77,7 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
 
 def _iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """box_iou without input checks, for callers that validated already: (N, 4), (M, 4) -> (N, M)."""
+    # BEGIN UNIT iou
     boxes1, boxes2 = upcast(boxes1), upcast(boxes2)
     area1, area2 = box_area(boxes1), box_area(boxes2)
     top_left = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])  # (N, M, 2)
@@ -82,6 +85,7 @@ def _iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     wh = (bottom_right - top_left).clamp(min=0)
     inter = wh[..., 0] * wh[..., 1]
     return inter / (area1[:, None] + area2[None, :] - inter)
+    # END UNIT iou
 
 
 class BoxCoder:
@@ -109,6 +113,7 @@ class BoxCoder:
         if gt.shape != proposals.shape or gt.dim() != 2 or gt.shape[1] != 4:
             raise FpnlabError(f"BoxCoder.encode needs gt and proposals of the same (N, 4) shape, "
                               f"got {tuple(gt.shape)} and {tuple(proposals.shape)}.")
+        # BEGIN UNIT encode
         wx, wy, ww, wh = self.weights
         a_w, a_h, a_x, a_y = _size_and_centre(proposals)  # each (N,)
         g_w, g_h, g_x, g_y = _size_and_centre(gt)
@@ -117,6 +122,7 @@ class BoxCoder:
         dw = ww * torch.log(g_w / a_w)
         dh = wh * torch.log(g_h / a_h)
         return torch.stack([dx, dy, dw, dh], dim=1)  # (N, 4)
+        # END UNIT encode
 
     def decode(self, deltas: Tensor, boxes: Tensor) -> Tensor:
         """Apply deltas to boxes: (N, 4*K), (N, 4) -> (N, 4*K), one decoded box per group of 4 deltas.
@@ -126,6 +132,7 @@ class BoxCoder:
         if deltas.dim() != 2 or deltas.shape[1] % 4 or boxes.shape != (deltas.shape[0], 4):
             raise FpnlabError(f"BoxCoder.decode needs deltas (N, 4*K) and boxes (N, 4), "
                               f"got {tuple(deltas.shape)} and {tuple(boxes.shape)}.")
+        # BEGIN UNIT decode
         boxes = boxes.to(deltas.dtype)
         wx, wy, ww, wh = self.weights
         w, h, x, y = (t[:, None] for t in _size_and_centre(boxes))  # each (N, 1)
@@ -136,6 +143,7 @@ class BoxCoder:
         half_w, half_h = 0.5 * (torch.exp(dw) * w), 0.5 * (torch.exp(dh) * h)
         decoded = torch.stack([centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h], dim=2)
         return decoded.flatten(1)  # (N, K, 4) -> (N, 4*K)
+        # END UNIT decode
 
 
 def _size_and_centre(boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -186,6 +194,7 @@ def nms_reference(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor
 
 
 def _nms_reference(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    # BEGIN UNIT nms
     order = torch.sort(scores, descending=True, stable=True).indices  # (N,)
     boxes = boxes[order]
     suppressed = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
@@ -198,6 +207,7 @@ def _nms_reference(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tenso
         # Compare in float64 like the kernel: float32 IoU 60/200 is 0.30000001, which is > 0.3.
         suppressed[i + 1 :] |= overlaps.double() > iou_threshold
     return order[torch.tensor(keep, dtype=torch.long, device=boxes.device)]
+    # END UNIT nms
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:

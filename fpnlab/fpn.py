@@ -69,6 +69,7 @@ class FPN(nn.Module):
 
     def forward(self, features: dict[str, Tensor]) -> OrderedDict[str, Tensor]:
         """features: c2..c5, (B, C_k, H/2^k, W/2^k) -> out_levels, each (B, 256, H/2^k, W/2^k)."""
+        # BEGIN UNIT fpn
         c = list(features.values())  # c2, c3, c4, c5
         m: dict[int, Tensor] = {}
         for i in reversed(self._merged):  # coarse to fine: M5 first
@@ -81,6 +82,7 @@ class FPN(nn.Module):
         if "p6" in self.out_levels:  # stride-2 subsampling of P5 (Sec. 4.1), torchvision's LastLevelMaxPool
             p["p6"] = F.max_pool2d(p["p5"], kernel_size=1, stride=2)
         return OrderedDict((name, p[name]) for name in self.out_levels)
+        # END UNIT fpn
 
 
 class SingleScaleNeck(nn.Module):

@@ -48,7 +48,9 @@ def assign_levels(boxes: Tensor, k_min: int = 2, k_max: int = 5, canonical_size:
     (so does a zero-area box: log2(0) = -inf). Boxes with x2 < x1 or y2 < y1 raise FpnlabError.
     """
     check_boxes(boxes, "assign_levels: boxes")
+    # BEGIN UNIT assign_levels
     scale = torch.sqrt(box_area(boxes))  # (N,) sqrt(w * h)
     k = canonical_level + torch.log2(scale / canonical_size)  # (N,) continuous level
     k = torch.floor(k + torch.tensor(LEVEL_EPS, dtype=k.dtype))  # see LEVEL_EPS
     return k.clamp(min=k_min, max=k_max).to(torch.int64)
+    # END UNIT assign_levels

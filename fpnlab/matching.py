@@ -49,6 +49,7 @@ class Matcher:
 
     def __call__(self, iou: Tensor) -> Tensor:
         """(M, N) IoU of gt boxes x predictions -> (N,) matched gt index, or -1 / -2."""
+        # BEGIN UNIT matcher
         if iou.shape[0] == 0 or iou.shape[1] == 0:  # no objects: all background; no predictions: nothing to match
             return torch.full((iou.shape[1],), BELOW_LOW_THRESHOLD, dtype=torch.int64, device=iou.device)
         best_iou, best_gt = iou.max(dim=0)  # (N,) each: the best gt of every prediction
@@ -61,6 +62,7 @@ class Matcher:
             rescued = is_best.any(dim=0)  # (N,)
             matches[rescued] = best_gt[rescued]
         return matches
+        # END UNIT matcher
 
 
 class BalancedPositiveNegativeSampler:
@@ -79,11 +81,13 @@ class BalancedPositiveNegativeSampler:
 
     def __call__(self, labels: Tensor) -> tuple[Tensor, Tensor]:
         """(N,) labels -> (indices of sampled positives (P,), indices of sampled negatives (Q,))."""
+        # BEGIN UNIT sampler
         positive = torch.where(labels >= 1)[0]
         negative = torch.where(labels == 0)[0]
         num_pos = min(int(self.batch_size_per_image * self.positive_fraction), len(positive))
         num_neg = min(self.batch_size_per_image - num_pos, len(negative))
         return _random_subset(positive, num_pos), _random_subset(negative, num_neg)
+        # END UNIT sampler
 
 
 def _random_subset(indices: Tensor, k: int) -> Tensor:

@@ -93,6 +93,7 @@ def _sample_weights(start: Tensor, length: Tensor, bins: int, sampling_ratio: in
     Sample i of bin p sits at start + (p + (i + 0.5) / g) * length / bins. Samples more than one pixel
     outside the map weigh 0; others are clamped into it. Weights include 1 / g, the bin's average.
     """
+    # BEGIN UNIT roi_align
     if sampling_ratio > 0:
         grid = torch.full_like(length, sampling_ratio, dtype=torch.long)  # (K,)
     else:
@@ -110,6 +111,7 @@ def _sample_weights(start: Tensor, length: Tensor, bins: int, sampling_ratio: in
     high = (low + 1).clamp(max=size - 1)
     weights = torch.stack([1 - frac, frac], dim=-1) * (used / n)[..., None]  # (K, bins, G, 2)
     return weights, torch.stack([low, high], dim=-1).long()
+    # END UNIT roi_align
 
 
 def roi_pool_reference(features: Tensor, rois: Tensor | list[Tensor], output_size: int | tuple[int, int],
@@ -187,6 +189,7 @@ class MultiScaleRoIPooler(nn.Module):
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_size: tuple[int, int]) -> Tensor:
         """features: level name -> (B, C, H_l, W_l); proposals: per image (K_i, 4) in pixels of the
         batch tensor (image_size = its (height, width)) -> (sum K_i, C, output_size, output_size)."""
+        # BEGIN UNIT pooler
         maps = [features[name] for name in self.levels]
         if sum(len(p) for p in proposals) == 0:  # no images, or no proposals in any: nothing to pool
             return maps[0].new_zeros(0, maps[0].shape[1], self.output_size, self.output_size)
@@ -200,6 +203,7 @@ class MultiScaleRoIPooler(nn.Module):
             index = torch.where(ks == k)[0]
             out[index] = self._pool(feature, rois[index], scale)
         return out  # (K, C, 7, 7), in the order of the concatenated proposals
+        # END UNIT pooler
 
     def _pool(self, feature: Tensor, rois: Tensor, scale: float) -> Tensor:
         if self.mode == "pool":

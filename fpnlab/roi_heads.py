@@ -102,12 +102,14 @@ class RoIHeads(nn.Module):
              regression_targets: Tensor) -> dict[str, Tensor]:
         """Fast R-CNN paper Eq. 1: cross-entropy over classes + smooth L1 on the true class's deltas,
         both averaged over all sampled ROIs: (K, C), (K, 4C), (K,), (P, 4) -> two scalar losses."""
+        # BEGIN UNIT roi_loss
         num_rois = max(len(labels), 1)
         positive = torch.where(labels > 0)[0]  # (P,)
         deltas = box_deltas.view(len(labels), -1, 4)[positive, labels[positive]]  # (P, 4) of the gt class
         box_reg = F.smooth_l1_loss(deltas, regression_targets, beta=SMOOTH_L1_BETA, reduction="sum")
         classifier = F.cross_entropy(class_logits, labels, reduction="sum")
         return {"loss_classifier": classifier / num_rois, "loss_box_reg": box_reg / num_rois}
+        # END UNIT roi_loss
 
     def settings(self, **values: Any) -> AbstractContextManager[None]:
         """Other post-processing settings inside a `with` block, e.g. settings(nms_thresh=1.0) for no NMS."""
@@ -126,6 +128,7 @@ class RoIHeads(nn.Module):
 
     def detect_image(self, boxes: Tensor, scores: Tensor, image_size: tuple[int, int]) -> dict[str, Tensor]:
         """One image: boxes (R, C, 4), scores (R, C) -> {"boxes" (D, 4), "labels" (D,), "scores" (D,)}, best first."""
+        # BEGIN UNIT detect_image
         boxes = clip_boxes_to_image(boxes, image_size)
         labels = torch.arange(scores.shape[1], device=scores.device).expand_as(scores)  # (R, C)
         boxes, scores, labels = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
@@ -134,3 +137,4 @@ class RoIHeads(nn.Module):
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         keep = batched_nms(boxes, scores, labels, self.config.nms_thresh)[: self.config.detections_per_img]  # per class
         return {"boxes": boxes[keep], "labels": labels[keep], "scores": scores[keep]}
+        # END UNIT detect_image

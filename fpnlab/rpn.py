@@ -119,12 +119,14 @@ class RegionProposalNetwork(nn.Module):
     def filter_image(self, boxes: Tensor, scores: Tensor, levels: Tensor, image_size: tuple[int, int],
                      top_n: int) -> tuple[Tensor, Tensor, Tensor]:
         """One image's candidates (K, 4), (K,), (K,) -> its proposals, best first."""
+        # BEGIN UNIT filter_image
         boxes = clip_boxes_to_image(boxes, image_size)
         keep = remove_small_boxes(boxes, MIN_PROPOSAL_SIZE)
         keep = keep[scores[keep] >= self.config.score_thresh]
         boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
         keep = batched_nms(boxes, scores, levels, self.config.nms_thresh)[:top_n]  # NMS within each level
         return boxes[keep], scores[keep], levels[keep]
+        # END UNIT filter_image
 
     def loss(self, logits: Tensor, deltas: Tensor, anchors: Tensor,
              targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
@@ -132,6 +134,7 @@ class RegionProposalNetwork(nn.Module):
 
         L = BCE(objectness of sampled) + sum smooth_L1(deltas of sampled positives) / number sampled.
         """
+        # BEGIN UNIT rpn_loss
         sampled_logits, sampled_labels, positive_deltas, positive_targets = [], [], [], []
         for logit, delta, target in zip(logits, deltas, targets):
             gt = target["boxes"]
@@ -147,14 +150,19 @@ class RegionProposalNetwork(nn.Module):
         box_reg = F.smooth_l1_loss(torch.cat(positive_deltas), torch.cat(positive_targets),
                                    beta=SMOOTH_L1_BETA, reduction="sum")
         return {"loss_objectness": objectness / num_sampled, "loss_rpn_box_reg": box_reg / num_sampled}
+        # END UNIT rpn_loss
 
 
 def flatten_objectness(logits: Tensor) -> Tensor:
     """(B, A, H, W) -> (B, H*W*A), in the anchors' order: location-major, then the A anchors of a location."""
+    # BEGIN UNIT flatten_objectness
     return logits.permute(0, 2, 3, 1).reshape(logits.shape[0], -1)
+    # END UNIT flatten_objectness
 
 
 def flatten_deltas(deltas: Tensor) -> Tensor:
     """(B, 4A, H, W) -> (B, H*W*A, 4), in the anchors' order."""
+    # BEGIN UNIT flatten_deltas
     batch, channels, height, width = deltas.shape
     return deltas.view(batch, channels // 4, 4, height, width).permute(0, 3, 4, 1, 2).reshape(batch, -1, 4)
+    # END UNIT flatten_deltas

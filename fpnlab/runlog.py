@@ -20,7 +20,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from fpnlab.outputs import unused_name, write_text_atomic
+from fpnlab.errors import FpnlabError
+from fpnlab.outputs import unused_name, write_failure, write_text_atomic
 
 
 @contextlib.contextmanager
@@ -102,11 +103,15 @@ class MetricsLog:
     def log(self, row: dict[str, float]) -> None:
         first = not self.rows
         self.rows.append(row)
-        with self.path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row), lineterminator="\n")
-            if first:
-                writer.writeheader()
-            writer.writerow(row)
+        try:
+            with self.path.open("a", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(row), lineterminator="\n")
+                if first:
+                    writer.writeheader()
+                writer.writerow(row)
+        except OSError as err:
+            raise FpnlabError(f"could not write {self.path}: {write_failure(err)}; the last checkpoint is kept.") \
+                from None
         if self.tensorboard is not None:
             for name, value in row.items():
                 if name != "iteration":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import os
 import random
 from pathlib import Path
@@ -14,9 +15,11 @@ import torch
 import fpnlab.demo as demo
 from fpnlab.checkpoint import (DEMO_CHECKPOINT, export_model, load_checkpoint, load_model, rng_state,
                                save_checkpoint, set_rng_state)
-from fpnlab.config import PRESETS, get_preset
+from fpnlab.config import PRESETS, TrainConfig, get_preset
 from fpnlab.data import CATEGORIES
+from fpnlab.detector import build_detector
 from fpnlab.errors import FpnlabError
+from fpnlab.model_config import DetectorConfig, ProposalCounts, upgrade_flat_layout
 from fpnlab.state import build_model
 
 
@@ -210,3 +213,21 @@ def test_demo_model_falls_back_to_training_when_the_file_is_missing(tmp_path, mo
     assert "absent.pt is missing" in capsys.readouterr().out
     assert model.categories == list(CATEGORIES)
     assert load_checkpoint(tmp_path / "cache" / "demo-cpu" / "checkpoint.pt")["iteration"] == 2
+
+
+def test_the_settings_of_the_previous_shipped_demo_checkpoint_still_load(tmp_path):
+    """tests/fixtures/demo_v1_settings.json: the settings stored in the demo checkpoint shipped before the
+    settings were grouped (format version 1), copied from that file; with weights of the right shapes the
+    checkpoint loads into the detector it described."""
+    old = json.loads((Path(__file__).parent / "fixtures" / "demo_v1_settings.json").read_text())
+    assert old["version"] == 1 and "rpn_post_nms_top_n_test" in old["model_config"]
+    config = DetectorConfig.from_dict(upgrade_flat_layout(old["model_config"]))
+    assert (config.backbone, config.min_size, config.anchor_sizes, config.fpn_channels) == ("resnet_tiny", 256,
+                                                                                            (16, 32, 64, 128, 256), 64)
+    assert config.rpn.test == ProposalCounts(500, 300) and config.box.representation_size == 256
+    assert config.canonical_size() == 224  # what version 1 used, whatever the input size
+    weights = build_detector(config).state_dict()
+    torch.save({"format": "fpnlab-checkpoint", **old, "model": weights}, tmp_path / "old.pt")
+    model = load_model(tmp_path / "old.pt")
+    assert model.config == config and model.categories == old["categories"]
+    assert TrainConfig.from_dict(load_checkpoint(tmp_path / "old.pt")["train_config"]).model.fpn_channels == 64

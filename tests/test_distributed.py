@@ -18,6 +18,7 @@ import torch.distributed as dist
 from fpnlab.checkpoint import load_checkpoint, load_model
 from fpnlab.config import get_preset
 from fpnlab.data import load_split
+from fpnlab.distributed import average_across_processes, wrap
 from fpnlab.evaluate import COCO_METRICS, coco_metrics, proposal_recall
 from tests.test_evaluate import Oracle, write_sparse_id_dataset
 
@@ -57,3 +58,33 @@ def test_evaluation_is_gathered_across_processes(tmp_path):
     assert 0.2 < alone["AP"] < 0.8  # half the images answered: a rank alone would see 1.0 or 0.0
     for rank in (0, 1):
         assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == pytest.approx(alone)
+
+
+def gradients_as_rank(rank: int, world_size: int, init_file: Path, out: Path) -> None:
+    """One DDP process: fpnlab.distributed.wrap a small model, one backward pass on this rank's own batch."""
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    torch.manual_seed(0)
+    model = wrap(torch.nn.Linear(3, 2), torch.device("cpu"), sync_batchnorm=False)
+    x = torch.arange(12.0).reshape(4, 3) * (rank + 1)  # each rank sees other data
+    loss = (model(x) ** 2).mean()
+    loss.backward()
+    averaged = average_across_processes({"loss": loss})
+    torch.save({"grad": model.module.weight.grad, "loss": averaged["loss"]}, out / f"grad{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_ddp_averages_gradients_and_losses_over_processes(tmp_path):
+    torch.multiprocessing.spawn(gradients_as_rank, args=(2, tmp_path / "rendezvous", tmp_path), nprocs=2)
+    torch.manual_seed(0)
+    alone = torch.nn.Linear(3, 2)
+    grads, losses = [], []
+    for rank in (0, 1):  # the same model on each rank's batch, in one process: the mean is what DDP must give
+        alone.zero_grad()
+        loss = (alone(torch.arange(12.0).reshape(4, 3) * (rank + 1)) ** 2).mean()
+        loss.backward()
+        grads.append(alone.weight.grad.clone())
+        losses.append(loss.item())
+    for rank in (0, 1):
+        result = torch.load(tmp_path / f"grad{rank}.pt", weights_only=True)
+        torch.testing.assert_close(result["grad"], (grads[0] + grads[1]) / 2)
+        assert result["loss"] == pytest.approx(sum(losses) / 2)

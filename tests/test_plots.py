@@ -111,9 +111,12 @@ def test_loss_curves_plot_each_loss_column_smoothed():
     np.testing.assert_allclose(lines["loss"].get_ydata(), [3.5, 2.5, 1.5])
     np.testing.assert_allclose(lines["loss"].get_xdata(), [20, 30, 40])
     stored = plots.loss_curves(history, reference=[[10, 5.0], [40, 2.0]], reference_label="stored run")
-    ref = [line for line in stored.axes[0].lines if line.get_label() == "stored run"]
-    assert len(ref) == 1 and ref[0].get_linestyle() == "--"
-    np.testing.assert_allclose(ref[0].get_xydata(), [[10, 5.0], [40, 2.0]])
+    assert len(stored.axes) == 2 and stored.axes[1].get_title() == "stored run"  # a panel of its own
+    (ref,) = stored.axes[1].lines
+    np.testing.assert_allclose(ref.get_xydata(), [[10, 5.0], [40, 2.0]])
+    (span,) = stored.axes[1].patches  # the stretch the run on the left covers: iterations 0..40
+    xs = span.get_path().transformed(span.get_patch_transform()).vertices[:, 0]  # Rectangle or Polygon alike
+    np.testing.assert_allclose([xs.min(), xs.max()], [0, 40])
 
 
 def test_metrics_bars_show_percentages():

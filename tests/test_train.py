@@ -245,3 +245,21 @@ def test_augmentation_depends_on_the_sample_seed_only():
     assert np.array_equal(np.random.get_state()[1], state[1])
     assert all(torch.equal(flips[(0, seed)][1]["boxes"], boxes) for seed, boxes in draws.items())
     assert len({tuple(b[0].tolist()) for b in draws.values()}) == 2  # flipped for some seeds, not for others
+
+
+def test_a_run_folder_made_read_only_mid_run_gives_one_clear_error(tmp_path, monkeypatch):
+    """The log and the checkpoint both name the folder and the cause; the last checkpoint stays."""
+    import errno
+    import pathlib
+
+    real_open, calls = pathlib.Path.open, itertools.count(1)
+
+    def refuse_after_a_while(self, mode="r", *args, **kwargs):
+        if self.name == "metrics.csv" and "a" in mode and next(calls) > 6:
+            raise PermissionError(errno.EROFS, "Read-only file system", str(self))
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "open", refuse_after_a_while)
+    with pytest.raises(FpnlabError, match=r"could not write .*metrics.csv: no permission to write there"):
+        train(TEST, tmp_path, progress=None)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["iteration"] == 6  # saved at checkpoint_every=6

@@ -100,7 +100,7 @@ def boxes_panels(image: Tensor, panels: Mapping[str, Tensor], scores: Mapping[st
             draw_boxes(ax, gt_boxes, color="white", linestyle="--", linewidth=1.4)
         if view is not None:
             x1, y1, x2, y2 = view.tolist()
-            pad = 0.6 * max(x2 - x1, y2 - y1)
+            pad = 0.35 * max(x2 - x1, y2 - y1)
             ax.set_xlim(x1 - pad, x2 + pad)
             ax.set_ylim(y2 + pad, y1 - pad)
         mapper = mapper or (ScalarMappable(Normalize(0, 1), "plasma") if score is not None else None)
@@ -137,19 +137,19 @@ def refinement(image: Tensor, steps: Mapping[str, object], size: float = 4.0) ->
     the anchor, the anchor moved by the RPN's deltas, and the proposal that survived NMS."""
     fig, axes = new_figure(1, 3, (size, size))
     dx, dy, dw, dh = steps["deltas"].tolist()
-    panels = (
-        (f"best anchor: IoU {steps['iou_anchor']:.2f}, p(object) {steps['objectness']:.2f}", [steps["anchor"]]),
-        (f"moved by tx {dx:+.2f} ty {dy:+.2f}\ntw {dw:+.2f} th {dh:+.2f}: IoU {steps['iou']:.2f}",
-         [steps["anchor"], steps["clipped"]]),
-        (f"proposal kept after NMS (IoU {steps['kept_iou']:.2f} with the moved anchor)", [steps["kept"]]),
+    panels = (  # (title, [(box, colour), ...])
+        (f"best anchor (orange): IoU {steps['iou_anchor']:.2f}, p(object) {steps['objectness']:.2f}",
+         [(steps["anchor"], "orange")]),
+        (f"moved (green) by tx {dx:+.2f} ty {dy:+.2f}\ntw {dw:+.2f} th {dh:+.2f}: IoU {steps['iou']:.2f}",
+         [(steps["anchor"], "orange"), (steps["clipped"], "lime")]),
+        (f"proposal kept after NMS (IoU {steps['kept_iou']:.2f} with the moved anchor)", [(steps["kept"], "lime")]),
     )
-    colors = ("orange", "lime")
     everything = torch.stack([steps["gt"], steps["anchor"], steps["clipped"], steps["kept"]])
     for ax, (title, boxes) in zip(axes[0], panels):
         show_image(ax, image, title)
         ax.title.set_fontsize(9)
         draw_boxes(ax, steps["gt"][None], color="white", linestyle="--", linewidth=1.5)
-        for color, box in zip(colors if len(boxes) == 2 else ("lime",), boxes):
+        for box, color in boxes:
             draw_boxes(ax, box[None], color=color, linewidth=2.0)
         x1, y1 = everything[:, :2].min(0).values.tolist()
         x2, y2 = everything[:, 2:].max(0).values.tolist()

@@ -1,0 +1,93 @@
+"""The student release: what students get, as a folder (a repository to push, or a zip for Colab).
+
+    README.md                 the one page for students (assignments/STUDENT.md)
+    rubric.md                 how the written analysis is graded
+    pyproject.toml            `pip install -e .` installs this copy of fpnlab, with otter-grader
+    fpnlab/                   the lab's package, each unit's code replaced by its stub (assignments/stubs.py)
+    notebooks/fpn_assignment.ipynb
+    tests/<unit>.py           the visible test cases only (assignments/testfiles.py)
+    data/shapes-mini/         the sample dataset the capstone trains on
+    results/ablation_rpn_cpu.json    the lab's ablation, the analysis' material
+
+Nothing else of the repository goes out: not the solution's code, not a hidden test, not instructor/.
+`release_zip` packs the folder as fpn-assignment.zip (everything under fpn-assignment/).
+"""
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+
+import nbformat
+
+from assignments.config import ASSIGNMENTS, CAPSTONE_MODEL, NOTEBOOK, REPO, SUBMITTED, UNIT_TESTS, Points
+from assignments.notebook import assignment_notebook
+from assignments.stubs import stub_module
+from assignments.testfiles import fill_settings, visible_only
+from fpnlab.errors import FpnlabError
+from fpnlab.units import UNITS
+
+EXTRA_TESTS = ("capstone", "analysis")  # test files beside the units' own
+RESULTS = ("ablation_rpn_cpu.json",)
+OTTER_REQUIREMENT = '"otter-grader>=7,<8"'
+ZIP_FOLDER = "fpn-assignment"  # the folder a student gets when unpacking the release zip
+
+
+def test_sources(points: Points) -> dict[str, str]:
+    """Every test file of the assignment, all cases, with the settings of points.toml filled in."""
+    sources = {}
+    for name in [*UNITS, *EXTRA_TESTS]:
+        path = UNIT_TESTS / f"{name}.py"
+        if not path.is_file():
+            raise FpnlabError(f"unit {name!r} has no test file {path}; every unit needs one.")
+        values: dict[str, object] = {"points": points.units[name]} if name in UNITS else {}
+        if name == "capstone":
+            values = {"points": points.capstone.points, "AP50": points.capstone.ap50,
+                      "VAL_IMAGES": points.capstone.val_images, "MODEL": CAPSTONE_MODEL}
+        sources[name] = fill_settings(path.read_text(encoding="utf-8"), values, str(path))
+    return sources
+
+
+def write_release(out: Path, points: Points, tests: dict[str, str]) -> Path:
+    """Write the student release into `out` (which must not exist) and return it."""
+    out.mkdir(parents=True)
+    shutil.copytree(REPO / "fpnlab", out / "fpnlab", ignore=shutil.ignore_patterns("__pycache__"))
+    for module in sorted({unit.module for unit in UNITS.values()}):
+        source = (REPO / "fpnlab" / module).read_text(encoding="utf-8")
+        (out / "fpnlab" / module).write_text(stub_module(source, f"fpnlab/{module}"), encoding="utf-8")
+    (out / "tests").mkdir()
+    for name, source in tests.items():
+        (out / "tests" / f"{name}.py").write_text(visible_only(source), encoding="utf-8")
+    notebook = out / NOTEBOOK
+    notebook.parent.mkdir(parents=True)
+    nbformat.write(assignment_notebook(points, SUBMITTED, CAPSTONE_MODEL), notebook)
+    shutil.copytree(REPO / "data" / "shapes-mini", out / "data" / "shapes-mini")
+    (out / "results").mkdir()
+    for name in RESULTS:
+        shutil.copy2(REPO / "results" / name, out / "results" / name)
+    shutil.copy2(ASSIGNMENTS / "STUDENT.md", out / "README.md")
+    (out / "rubric.md").write_text(rubric(points), encoding="utf-8")
+    (out / "pyproject.toml").write_text(pyproject(), encoding="utf-8")
+    return out
+
+
+def rubric(points: Points) -> str:
+    """assignments/rubric.md with the analysis' points from points.toml."""
+    return (ASSIGNMENTS / "rubric.md").read_text(encoding="utf-8").replace("{points}", f"{points.analysis:g}")
+
+
+def pyproject() -> str:
+    """The repository's pyproject.toml, with otter-grader among the dependencies (the tests need it)."""
+    text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    if "dependencies = [\n" not in text:
+        raise FpnlabError("pyproject.toml has no 'dependencies = [' list to add otter-grader to.")
+    return text.replace("dependencies = [\n", f"dependencies = [\n    {OTTER_REQUIREMENT},\n", 1)
+
+
+def release_zip(release: Path, out: Path) -> Path:
+    """The release as one zip (for Colab, or a course page), everything under fpn-assignment/."""
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(release.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                archive.write(path, f"{ZIP_FOLDER}/{path.relative_to(release).as_posix()}")
+    return out

@@ -1,0 +1,71 @@
+"""Unit 'decode': boxes from regression targets (the inverse of Eq. 2), fpnlab/boxes.py `BoxCoder.decode`.
+
+Expected values: boxes worked out by hand, and torchvision's BoxCoder.decode_single.
+"""
+import math
+
+import torch
+from otter.test_files import test_case
+from torchvision.models.detection._utils import BoxCoder as TvBoxCoder
+
+from fpnlab import boxes, units
+
+OK_FORMAT = False
+name = "decode"
+points = 2
+
+
+def random_boxes(n, seed, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=gen, dtype=torch.float64) * 200 - 30
+    wh = torch.rand(n, 2, generator=gen, dtype=torch.float64) * 90 + 1
+    return torch.cat([xy, xy + wh], 1).to(dtype=dtype, device=units.DEVICE)
+
+
+def random_deltas(n, k, seed, dtype=torch.float32, scale=0.5):
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, 4 * k, generator=gen, dtype=torch.float64) * scale).to(dtype=dtype, device=units.DEVICE)
+
+
+@test_case(name="by hand: zero deltas give the box back; (0.5, 0, log 2, 0) moves and widens a 10 x 10 box")
+def by_hand():
+    given = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]], device=units.DEVICE)
+    deltas = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.5, 0.0, math.log(2), 0.0]], device=units.DEVICE)
+    with units.checking("decode"):
+        got = boxes.BoxCoder((1.0, 1.0, 1.0, 1.0)).decode(deltas, given)
+    units.expect_close(got, torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 20.0, 10.0]]), "two decoded boxes")
+
+
+@test_case(name="20 random boxes and deltas, one box each (K = 1), against torchvision's BoxCoder")
+def random_against_torchvision():
+    given, deltas = random_boxes(20, seed=0), random_deltas(20, 1, seed=1)
+    with units.checking("decode"):
+        got = boxes.BoxCoder((1.0, 1.0, 1.0, 1.0)).decode(deltas, given)
+    units.expect_close(got, TvBoxCoder((1.0, 1.0, 1.0, 1.0)).decode_single(deltas, given), "20 decoded boxes")
+
+
+@test_case(name="one box per class (K = 3), weights (10, 10, 5, 5), float64", hidden=True)
+def classes_float64():
+    given, deltas = random_boxes(11, seed=2, dtype=torch.float64), random_deltas(11, 3, seed=3, dtype=torch.float64)
+    with units.checking("decode"):
+        got = boxes.BoxCoder((10.0, 10.0, 5.0, 5.0)).decode(deltas, given)
+    units.expect_close(got, TvBoxCoder((10.0, 10.0, 5.0, 5.0)).decode_single(deltas, given), "(11, 12) decoded boxes")
+
+
+@test_case(name="huge dw and dh are clamped at log(1000 / 16) before exp()", hidden=True)
+def clamped():
+    given = random_boxes(5, seed=4)
+    deltas = torch.tensor([[0.1, -0.2, 10.0, 50.0], [0.0, 0.0, -3.0, 9.0]], device=units.DEVICE).repeat(3, 1)[:5]
+    with units.checking("decode"):
+        got = boxes.BoxCoder((1.0, 1.0, 1.0, 1.0)).decode(deltas, given)
+    units.expect_close(got, TvBoxCoder((1.0, 1.0, 1.0, 1.0)).decode_single(deltas, given), "boxes from huge deltas")
+
+
+@test_case(name="no boxes: (0, 4) and (0, 8) results", hidden=True)
+def empty():
+    coder = boxes.BoxCoder((10.0, 10.0, 5.0, 5.0))
+    none = torch.zeros(0, 4, device=units.DEVICE)
+    with units.checking("decode"):
+        got_one, got_two = coder.decode(none, none), coder.decode(torch.zeros(0, 8, device=units.DEVICE), none)
+    units.expect_close(got_one, torch.zeros(0, 4), "no boxes, K = 1")
+    units.expect_close(got_two, torch.zeros(0, 8), "no boxes, K = 2")

@@ -1,0 +1,67 @@
+"""Unit 'encode': the regression targets that move each proposal onto its gt box (Faster R-CNN Eq. 2),
+fpnlab/boxes.py `BoxCoder.encode`.
+
+Expected values: targets worked out by hand, and torchvision's BoxCoder.encode_single.
+"""
+import math
+
+import torch
+from otter.test_files import test_case
+from torchvision.models.detection._utils import BoxCoder as TvBoxCoder
+
+from fpnlab import boxes, units
+
+OK_FORMAT = False
+name = "encode"
+points = 2
+
+
+def random_boxes(n, seed, dtype=torch.float32):
+    """n boxes with positive width and height, some reaching past the image's top-left corner."""
+    gen = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=gen, dtype=torch.float64) * 200 - 30
+    wh = torch.rand(n, 2, generator=gen, dtype=torch.float64) * 90 + 1
+    return torch.cat([xy, xy + wh], 1).to(dtype=dtype, device=units.DEVICE)
+
+
+@test_case(name="by hand: a 10 x 10 anchor, a gt shifted by half its size (0.5, 0.5, 0, 0) and one twice as wide")
+def by_hand():
+    anchors = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]], device=units.DEVICE)
+    gt = torch.tensor([[5.0, 5.0, 15.0, 15.0], [0.0, 0.0, 20.0, 10.0]], device=units.DEVICE)
+    with units.checking("encode"):
+        got = boxes.BoxCoder((1.0, 1.0, 1.0, 1.0)).encode(gt, anchors)
+    units.expect_close(got, torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.5, 0.0, math.log(2), 0.0]]),
+                       "targets of two gt boxes against a 10 x 10 anchor")
+
+
+@test_case(name="20 random pairs, weights (1, 1, 1, 1), against torchvision's BoxCoder")
+def random_against_torchvision():
+    gt, proposals = random_boxes(20, seed=0), random_boxes(20, seed=1)
+    with units.checking("encode"):
+        got = boxes.BoxCoder((1.0, 1.0, 1.0, 1.0)).encode(gt, proposals)
+    units.expect_close(got, TvBoxCoder((1.0, 1.0, 1.0, 1.0)).encode_single(gt, proposals), "targets of 20 pairs")
+
+
+@test_case(name="the Fast R-CNN head's weights (10, 10, 5, 5), float64, 17 pairs", hidden=True)
+def weights_float64():
+    gt, proposals = random_boxes(17, seed=3, dtype=torch.float64), random_boxes(17, seed=4, dtype=torch.float64)
+    with units.checking("encode"):
+        got = boxes.BoxCoder((10.0, 10.0, 5.0, 5.0)).encode(gt, proposals)
+    units.expect_close(got, TvBoxCoder((10.0, 10.0, 5.0, 5.0)).encode_single(gt, proposals), "float64 targets")
+
+
+@test_case(name="uneven weights (2, 3, 0.5, 4) on boxes far off the image", hidden=True)
+def uneven_weights_off_image():
+    gt, proposals = random_boxes(9, seed=7) - 500, random_boxes(9, seed=8) - 480
+    with units.checking("encode"):
+        got = boxes.BoxCoder((2.0, 3.0, 0.5, 4.0)).encode(gt, proposals)
+    units.expect_close(got, TvBoxCoder((2.0, 3.0, 0.5, 4.0)).encode_single(gt, proposals), "targets, weights 2, 3, "
+                       "0.5, 4")
+
+
+@test_case(name="no boxes: (0, 4) targets", hidden=True)
+def empty():
+    with units.checking("encode"):
+        got = boxes.BoxCoder((10.0, 10.0, 5.0, 5.0)).encode(torch.zeros(0, 4, device=units.DEVICE),
+                                                             torch.zeros(0, 4, device=units.DEVICE))
+    units.expect_close(got, torch.zeros(0, 4), "targets of no boxes")
