@@ -2,14 +2,23 @@
 
 The notebooks are committed without outputs; without this hook nbval would have nothing to compare a
 `# NBVAL_CHECK_OUTPUT` cell with, and every claim such a cell guards would go unchecked.
+
+Progress bars in tests take a lock of their own process and run without tqdm's monitor thread. tqdm's
+default lock is shared by every process forked from one parent (mutmut forks a test process per mutant):
+one killed while holding it (a timeout) leaves it taken for all the others, and each of their bars hangs.
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import nbformat
+from tqdm import tqdm
 
 from tests.notebook_outputs import MARK, load_expected, source_hash
+
+tqdm.set_lock(threading.RLock())  # see above
+tqdm.monitor_interval = 0  # no monitor thread, which could hold the lock when a test process forks
 
 
 def pytest_collection_modifyitems(items: list) -> None:
@@ -27,4 +36,4 @@ def pytest_collection_modifyitems(items: list) -> None:
             cell.outputs = [nbformat.from_dict(output) for output in entry["outputs"]]
         else:  # stale or missing: compare with a note that says what to do
             cell.outputs = [nbformat.from_dict({"output_type": "stream", "name": "stdout", "text":
-                            f"no expected output recorded for this cell: run `make notebook-outputs`\n"})]
+                            "no expected output recorded for this cell: run `make notebook-outputs`\n"})]

@@ -93,6 +93,13 @@ def splice(release: str, student: str | None, path: str) -> tuple[str, dict[str,
     return "\n".join(lines) + "\n", notes
 
 
+def paste_unit(target: str, source: str, unit: str) -> str:
+    """`target` (a module's text) with the code of `unit` taken from `source` (another version of it)."""
+    target_lines, source_lines = target.splitlines(), source.splitlines()
+    (begin, end), (s_begin, s_end) = regions(target)[unit], regions(source)[unit]
+    return "\n".join(target_lines[:begin + 1] + source_lines[s_begin + 1:s_end] + target_lines[end:]) + "\n"
+
+
 def why_not(name: str, code: list[str] | None, lines: list[str], span: tuple[int, int], path: str,
             no_file: bool) -> str | None:
     """Why the student's `code` for unit `name` cannot go into the release's `lines`, or None when it can."""

@@ -82,11 +82,11 @@ class MetricsLog:
     def _read(self, start_iteration: int) -> list[dict[str, float]]:
         if not self.path.exists():
             return []
-        text = self.path.read_text(errors="replace")
-        rows, bad = parse_metrics(text)
+        raw = self.path.read_bytes()
+        rows, bad = parse_metrics(raw.decode(errors="replace"))
         if bad:
             backup = unused_name(self.path.with_name(self.path.name + ".damaged"))
-            backup.write_text(text)
+            backup.write_bytes(raw)  # the damaged file exactly as it was
             self.repaired = (f"{self.path} had {bad} unreadable line(s); repaired from its {len(rows)} readable "
                              f"row(s), the damaged file is kept as {backup.name}.")
         return [row for row in rows if row["iteration"] <= start_iteration]

@@ -4,7 +4,7 @@ import torch
 from torchvision.models.detection.anchor_utils import AnchorGenerator as TvAnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 
-from fpnlab.anchors import AnchorGenerator
+from fpnlab.anchors import CACHE_SIZE, AnchorGenerator
 from fpnlab.errors import FpnlabError
 
 
@@ -62,9 +62,28 @@ def test_counts_levels_and_cache():
     first = generator.grid_anchors((64, 96), feature_sizes)
     assert generator.grid_anchors((64, 96), feature_sizes) is first  # cached
     assert generator.grid_anchors((64, 96), feature_sizes, dtype=torch.float64) is not first
-    for h in range(32, 32 * 20, 32):  # many image sizes: the cache stays bounded
-        generator.grid_anchors((h, 96), fpn_feature_sizes(h, 96))
-    assert len(generator._cache) <= 16
+
+
+def test_cache_keeps_the_16_most_recently_used_grids():
+    generator = AnchorGenerator()
+    sizes = [(h, 96) for h in range(32, 32 * 21, 32)]  # 20 image sizes
+    grids = {size: generator.grid_anchors(size, fpn_feature_sizes(*size)) for size in sizes}
+    assert len(generator._cache) == CACHE_SIZE == 16
+    # the first four were dropped (made anew), the 16 latest are still cached (the same objects)
+    assert generator.grid_anchors(sizes[-1], fpn_feature_sizes(*sizes[-1])) is grids[sizes[-1]]
+    assert generator.grid_anchors(sizes[4], fpn_feature_sizes(*sizes[4])) is grids[sizes[4]]
+    assert generator.grid_anchors(sizes[0], fpn_feature_sizes(*sizes[0])) is not grids[sizes[0]]
+
+
+def test_anchors_are_made_on_the_requested_device():
+    # the "meta" device holds no data, but every op must keep it; a tensor made on the CPU would not
+    generator, feature_sizes = AnchorGenerator(), fpn_feature_sizes(64, 96)
+    assert {a.device.type for a in generator.grid_anchors((64, 96), feature_sizes, device="meta")} == {"meta"}
+
+
+def test_one_size_per_level_may_be_given_as_a_number():
+    generator = AnchorGenerator(sizes=(32, 64), aspect_ratios=(1.0,))
+    assert generator.sizes == ((32,), (64,)) and generator.num_anchors_per_location() == [1, 1]
 
 
 def test_bad_configuration():

@@ -23,7 +23,6 @@ import ast
 import contextlib
 import io
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -35,7 +34,7 @@ import nbformat
 import pytest
 
 from assignments.config import POINTS, REPO, SUBMITTED, read_points
-from assignments.grading import splice
+from assignments.grading import paste_unit, splice
 from assignments.testfiles import case_names
 from fpnlab.errors import FpnlabError
 from fpnlab.units import UNITS, regions
@@ -109,13 +108,6 @@ def solution_code() -> tuple[set[str], set[str]]:
         inside |= code_lines("\n".join(line for i, line in enumerate(lines) if i in marked))
         outside |= code_lines("\n".join(line for i, line in enumerate(lines) if i not in marked))
     return inside, outside
-
-
-def replace_unit(target: str, source: str, unit: str) -> str:
-    """`target` with the code of `unit` taken from `source`."""
-    target_lines, source_lines = target.splitlines(), source.splitlines()
-    (begin, end), (s_begin, s_end) = regions(target)[unit], regions(source)[unit]
-    return "\n".join(target_lines[:begin + 1] + source_lines[s_begin + 1:s_end] + target_lines[end:]) + "\n"
 
 
 def zip_folder(root: Path, out: Path, names: tuple[str, ...] = SUBMITTED) -> Path:
@@ -217,7 +209,7 @@ def worker_results(dist, tmp_path_factory):
         shutil.copytree(release / "fpnlab", root / unit / "fpnlab", ignore=shutil.ignore_patterns("__pycache__"))
         path = root / unit / "fpnlab" / found.module
         solution = (REPO / "fpnlab" / found.module).read_text(encoding="utf-8")
-        path.write_text(replace_unit(path.read_text(encoding="utf-8"), solution, unit), encoding="utf-8")
+        path.write_text(paste_unit(path.read_text(encoding="utf-8"), solution, unit), encoding="utf-8")
         jobs.append({"name": unit, "package": str(root / unit), "unit": unit, "mode": "all",
                      "tests": str(dist / "autograder" / "tests")})
     wrong = root / "wrong_iou"

@@ -6,7 +6,7 @@ import torch
 import torchvision
 from torchvision.models.detection._utils import BoxCoder as TvBoxCoder
 
-from fpnlab.boxes import (BoxCoder, batched_nms, box_area, box_iou, clip_boxes_to_image, nms,
+from fpnlab.boxes import (BoxCoder, batched_nms, box_area, box_iou, check_boxes, clip_boxes_to_image, nms,
                           nms_reference, remove_small_boxes, xywh_to_xyxy, xyxy_to_xywh)
 from fpnlab.errors import FpnlabError
 from fpnlab.switch import (reference_ops_enabled, set_reference_ops, skip_value_checks, use_reference_ops,
@@ -25,6 +25,15 @@ def test_format_conversion_and_area_known_answers():
     assert xyxy.tolist() == [[10.0, 20.0, 40.0, 60.0]]
     assert xyxy_to_xywh(xyxy).tolist() == xywh.tolist()
     assert box_area(xyxy).tolist() == [1200.0]
+    batch = torch.tensor([[10.0, 20.0, 30.0, 40.0]]).expand(2, 3, 4)  # any leading dimensions
+    assert xywh_to_xyxy(batch).tolist() == [[[10.0, 20.0, 40.0, 60.0]] * 3] * 2
+    assert xyxy_to_xywh(xywh_to_xyxy(batch)).tolist() == batch.tolist()
+
+
+def test_areas_keep_wide_dtypes():
+    boxes = torch.tensor([[0.1, 0.2, 1e8 + 0.3, 1.7]], dtype=torch.float64)
+    assert box_area(boxes).dtype == torch.float64 and box_area(boxes).item() == (1e8 + 0.2) * 1.5
+    assert box_area(torch.tensor([[0, 0, 3, 4]], dtype=torch.int32)).dtype == torch.int32
 
 
 def test_box_iou_known_answer_and_torchvision():
@@ -55,11 +64,24 @@ def test_box_ops_reject_invalid_boxes(bad, message):
         nms(bad, torch.ones(len(bad)), 0.5)
 
 
+def test_errors_name_the_function_and_argument_and_show_what_came():
+    good, inverted = torch.tensor([[0.0, 0.0, 1.0, 1.0]]), torch.tensor([[10.0, 0.0, 5.0, 10.0]])
+    cases = [(lambda: box_iou(inverted, good), r"^box_iou: boxes1 has 1 box\(es\) with x2 < x1"),
+             (lambda: box_iou(good, inverted), r"^box_iou: boxes2 has 1 box\(es\) with x2 < x1"),
+             (lambda: nms(inverted, torch.ones(1), 0.5), r"^nms: boxes has 1 box"),
+             (lambda: check_boxes(torch.zeros(3, 5)), r"^boxes must be an \(N, 4\) tensor .*, got \(3, 5\)\.$"),
+             (lambda: check_boxes(torch.zeros(4)), r"got \(4,\)\.$"),
+             (lambda: check_boxes([[0, 0, 1, 1]], "gt"), r"^gt must be an \(N, 4\) tensor .*, got list\.$")]
+    for call, message in cases:
+        with pytest.raises(FpnlabError, match=message):
+            call()
+
+
 def test_nms_rejects_mismatched_scores_and_nan_scores():
     boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0]])
     with pytest.raises(FpnlabError, match="scores"):
         nms(boxes, torch.ones(3), 0.5)
-    with pytest.raises(FpnlabError, match="NaN"):
+    with pytest.raises(FpnlabError, match=r"^nms: scores contain NaN\.$"):
         nms(boxes, torch.tensor([0.5, float("nan")]), 0.5)
 
 
@@ -70,6 +92,8 @@ def test_box_coder_known_answer():
     expected = [10 * 7 / 10, 10 * 4 / 20, 5 * math.log(2.0), 5 * math.log(1.0)]
     assert torch.allclose(deltas, torch.tensor([expected]))
     assert torch.allclose(BoxCoder((10.0, 10.0, 5.0, 5.0)).decode(deltas, anchor), gt)
+    # boxes follow the deltas' dtype (the head's output), whatever the anchors' dtype
+    assert BoxCoder().decode(deltas, anchor.double()).dtype == torch.float32
 
 
 @pytest.mark.parametrize("weights", [(1.0, 1.0, 1.0, 1.0), (10.0, 10.0, 5.0, 5.0)])
@@ -92,6 +116,8 @@ def test_box_coder_clamps_log_scale():
 def test_box_coder_rejects_shape_mismatch():
     with pytest.raises(FpnlabError, match="encode"):
         BoxCoder().encode(torch.zeros(2, 4), torch.zeros(3, 4))
+    with pytest.raises(FpnlabError, match="encode"):
+        BoxCoder().encode(torch.zeros(3, 5), torch.zeros(3, 5))
     with pytest.raises(FpnlabError, match="decode"):
         BoxCoder().decode(torch.zeros(2, 6), torch.zeros(2, 4))
 
@@ -102,6 +128,11 @@ def test_clip_and_remove_small_boxes():
     assert clipped.tolist() == [[0.0, 0.0, 50.0, 30.0], [10.0, 10.0, 10.5, 20.0], [90.0, 5.0, 100.0, 60.0]]
     assert torch.equal(clipped, torchvision.ops.clip_boxes_to_image(boxes, (60, 100)))
     assert remove_small_boxes(clipped, 1.0).tolist() == [0, 2]
+    # a tall and a wide box, neither at the origin: width 5 x height 20, width 20 x height 4
+    tall_wide = torch.tensor([[3.0, 10.0, 8.0, 30.0], [10.0, 7.0, 30.0, 11.0]])
+    assert remove_small_boxes(tall_wide, 4.0).tolist() == [0, 1]  # a side equal to min_size is kept
+    assert remove_small_boxes(tall_wide, 5.0).tolist() == [0]
+    assert remove_small_boxes(tall_wide, 5.5).tolist() == []
     batched = clip_boxes_to_image(boxes.repeat(2, 1, 1), (60, 100))  # (2, 3, 4) also works
     assert torch.equal(batched[1], clipped)
 
@@ -173,6 +204,23 @@ def test_batched_nms_suppresses_only_within_groups():
     scores = torch.tensor([0.9, 0.8, 0.7])
     groups = torch.tensor([0, 1, 0])
     assert batched_nms(boxes, scores, groups, 0.5).tolist() == [0, 1]
+    assert batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long), 0.5).dtype == torch.long
+    # threshold 0 suppresses any overlap at all: groups must not touch even at their extreme corners
+    big = torch.tensor([[0.0, 0.0, 100.0, 100.0], [0.0, 0.0, 100.0, 100.0]])
+    assert batched_nms(big, torch.tensor([0.9, 0.8]), torch.tensor([0, 1]), 0.0).tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("n", [600, 1200])  # 1200: the per-group CPU branch
+def test_batched_nms_orders_tied_scores_by_index(n):
+    """Disjoint boxes (nothing suppressed) with two score values: highest first, ties in input order."""
+    i = torch.arange(n, dtype=torch.float32)
+    x, y = 20 * (i % 40), 20 * (i // 40)
+    boxes = torch.stack([x, y, x + 10, y + 10], dim=1)
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.where(torch.rand(n, generator=gen) < 0.5, 0.5, 0.7)
+    groups = torch.randint(0, 3, (n,), generator=gen)
+    expected = sorted(range(n), key=lambda k: (-scores[k].item(), k))
+    assert batched_nms(boxes, scores, groups, 0.5).tolist() == expected
 
 
 @pytest.mark.parametrize("n", [600, 2500])  # 2500: the per-group CPU branch

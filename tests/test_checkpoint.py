@@ -5,6 +5,7 @@ import dataclasses
 import errno
 import json
 import os
+import re
 import random
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 import fpnlab.demo as demo
-from fpnlab.checkpoint import (DEMO_CHECKPOINT, export_model, load_checkpoint, load_model, rng_state,
+from fpnlab.checkpoint import (DEMO_CHECKPOINT, export_model, load_checkpoint, load_model, load_weights, rng_state,
                                save_checkpoint, set_rng_state)
 from fpnlab.config import PRESETS, TrainConfig, get_preset
 from fpnlab.data import CATEGORIES
@@ -86,6 +87,9 @@ def test_version1_checkpoints_still_load_and_detect_the_same(tmp_path):
         ours, theirs = loaded([image])[0], model.eval()([image])[0]
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
     assert load_checkpoint(tmp_path / "old.pt")["train_config"]["model"]["rpn"]["nms_thresh"] == 0.7
+    assert load_checkpoint(tmp_path / "old.pt")["version"] == 2  # brought to the current layout
+    torch.save({**old, "train_config": {"lr": 0.01}}, tmp_path / "old_without_model.pt")  # nothing to move
+    assert load_checkpoint(tmp_path / "old_without_model.pt")["train_config"] == {"lr": 0.01}
 
 
 def test_save_is_atomic_the_old_checkpoint_survives_a_failed_write(tmp_path, monkeypatch):
@@ -101,8 +105,8 @@ def test_save_is_atomic_the_old_checkpoint_survives_a_failed_write(tmp_path, mon
         return real_open(file, mode, *args, **kwargs)
 
     monkeypatch.setattr("builtins.open", crash)
-    with pytest.raises(FpnlabError, match="could not write checkpoint .*Input/output error.*the checkpoint already "
-                                          "there is unchanged"):
+    with pytest.raises(FpnlabError, match=r"could not write checkpoint .*Input/output error.*the checkpoint already "
+                                          r"there is unchanged\.$"):
         save_checkpoint(path, {"iteration": 2, "w": torch.zeros(3)})
     assert torch.load(path, weights_only=True)["iteration"] == 1
     assert sorted(p.name for p in path.parent.iterdir()) == ["checkpoint.pt"]  # no temporary file left
@@ -125,7 +129,7 @@ def test_a_read_only_folder_is_named(tmp_path, monkeypatch):
         raise PermissionError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(os, "replace", refuse)
-    with pytest.raises(FpnlabError, match="no permission to write there .*nothing was written"):
+    with pytest.raises(FpnlabError, match=r"no permission to write there .*; nothing was written\.$"):
         save_checkpoint(tmp_path / "checkpoint.pt", {"iteration": 1})
     assert list(tmp_path.iterdir()) == []
 
@@ -135,23 +139,70 @@ def test_bad_files_give_one_clear_error(tmp_path):
     data = (tmp_path / "good.pt").read_bytes()
     (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
     (tmp_path / "text.pt").write_text("not a checkpoint")
+    marker = {"format": "fpnlab-checkpoint", "version": 2}
     torch.save({"state_dict": {"w": torch.ones(1)}}, tmp_path / "foreign.pt")
-    torch.save({"format": "fpnlab-checkpoint", "version": 2, "x": Path("/")}, tmp_path / "pickled.pt")
-    torch.save({"format": "fpnlab-checkpoint", "version": 2, "model_config": {}}, tmp_path / "no_model.pt")
-    torch.save({"format": "fpnlab-checkpoint", "version": 2, "model": {}}, tmp_path / "no_config.pt")
+    torch.save({**marker, "x": Path("/")}, tmp_path / "pickled.pt")
+    torch.save({**marker, "model_config": {}}, tmp_path / "no_model.pt")
+    torch.save({**marker, "model": {}}, tmp_path / "no_config.pt")
+    torch.save({**marker, "model": {}, "model_config": {}, "categories": "abc"}, tmp_path / "text_categories.pt")
+    torch.save({**marker, "model": {}, "model_config": {}, "categories": [1, 2]}, tmp_path / "number_categories.pt")
     torch.save({"format": "fpnlab-checkpoint", "version": 7}, tmp_path / "future.pt")
     (tmp_path / "folder.pt").mkdir()
-    cases = {"missing.pt": "does not exist", "truncated.pt": "truncated or corrupt",
-             "text.pt": "corrupt or not a torch file", "foreign.pt": "is not an fpnlab checkpoint",
-             "pickled.pt": "contains pickled Python objects, which can run code when loaded, so it was refused",
-             "no_model.pt": "has no model weights", "no_config.pt": "has no detector settings",
-             "future.pt": "has format version 7", "folder.pt": "is a folder, not a file"}
+    cases = {  # the whole message after "checkpoint <path>"
+        "missing.pt": " does not exist.", "folder.pt": " is a folder, not a file.",
+        "text.pt": " cannot be read: it is corrupt or not a torch file.",
+        "pickled.pt": " contains pickled Python objects, which can run code when loaded, so it was refused; "
+                      "fpnlab's checkpoints hold only tensors and plain values.",
+        "no_model.pt": " has no model weights (no 'model' dict of tensors); it is damaged or was not written by "
+                       "fpnlab.",
+        "no_config.pt": " has no detector settings ('model_config'); it is damaged.",
+        "text_categories.pt": ": 'categories' should be a list of class names.",
+        "number_categories.pt": ": 'categories' should be a list of class names.",
+        "future.pt": " has format version 7; this fpnlab reads versions 1, 2.",
+    }
     for name, message in cases.items():
-        with pytest.raises(FpnlabError, match=message) as err:
+        with pytest.raises(FpnlabError) as err:
             load_model(tmp_path / name)
-        assert name in str(err.value)
-    with pytest.raises(FpnlabError, match="/dev/zero is not a regular file"):
+        assert str(err.value) == f"checkpoint {tmp_path / name}{message}"
+    with pytest.raises(FpnlabError) as err:
+        load_model(tmp_path / "foreign.pt")
+    assert str(err.value) == f"{tmp_path / 'foreign.pt'} is not an fpnlab checkpoint (it lacks the " \
+                             "'fpnlab-checkpoint' marker)."
+    with pytest.raises(FpnlabError) as err:  # torch's own words, cut to 80 characters, after the type
+        load_model(tmp_path / "truncated.pt")
+    found = re.fullmatch(rf"checkpoint {re.escape(str(tmp_path / 'truncated.pt'))} cannot be read: it is "
+                         r"truncated or corrupt \((\w+): (.*)\)\.", str(err.value))
+    assert found and found[1] == "RuntimeError" and len(found[2]) == 80  # torch says more than 80 here
+    with pytest.raises(FpnlabError, match="^checkpoint /dev/zero is not a regular file.$"):
         load_model("/dev/zero")
+
+
+def test_weights_that_do_not_fit_are_listed_in_one_sentence():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3))  # weights 0.weight (3, 2) and 0.bias (3,)
+    cases = [({}, "2 weight(s) missing (e.g. 0.weight)"),
+             ({"0.weight": torch.zeros(3, 2), "0.bias": torch.zeros(3), "1.w": torch.zeros(1), "2.w": torch.zeros(1)},
+              "2 unknown weight(s) (e.g. 1.w)"),
+             ({"0.weight": torch.zeros(3, 5), "0.bias": torch.zeros(4)},
+              "2 shape(s) differ (e.g. 0.weight: checkpoint (3, 5), model (3, 2))"),
+             ({"0.bias": torch.zeros(3), "x": torch.zeros(1)}, "1 weight(s) missing (e.g. 0.weight); "
+                                                              "1 unknown weight(s) (e.g. x)")]
+    for state, problems in cases:
+        with pytest.raises(FpnlabError) as err:
+            load_weights(model, state, "m.pt")
+        assert str(err.value) == f"checkpoint m.pt does not match the model: {problems}."
+
+
+def test_a_checkpoint_without_class_names_numbers_the_classes(tmp_path):
+    write_model_checkpoint(tmp_path / "named.pt")
+    checkpoint = load_checkpoint(tmp_path / "named.pt")
+    del checkpoint["categories"]
+    save_checkpoint(tmp_path / "unnamed.pt", checkpoint)
+    assert load_model(tmp_path / "unnamed.pt").categories == [f"class {i}" for i in range(1, len(CATEGORIES) + 1)]
+
+
+def test_save_makes_missing_folders(tmp_path):
+    path = save_checkpoint(tmp_path / "a" / "b" / "checkpoint.pt", {"iteration": 3})
+    assert torch.load(path, weights_only=True)["iteration"] == 3
 
 
 def test_inconsistent_or_oversized_settings_are_refused_before_building(tmp_path):
@@ -186,6 +237,18 @@ def test_export_halves_the_file_and_keeps_the_weights_to_float16_precision(tmp_p
         assert torch.equal(loaded.state_dict()[name], expected), name
     with pytest.raises(FpnlabError, match="is the training checkpoint itself"):
         export_model(tmp_path / "full.pt", tmp_path / "full.pt")
+    raw = torch.load(tmp_path / "half.pt", weights_only=True)
+    assert {v.dtype for v in raw["model"].values()} == {torch.float16, torch.int64}  # counters stay integers
+
+
+def test_export_leaves_the_training_state_behind(tmp_path):
+    write_model_checkpoint(tmp_path / "full.pt")
+    checkpoint = load_checkpoint(tmp_path / "full.pt")
+    save_checkpoint(tmp_path / "run.pt", {**checkpoint, "optimizer": {"lr": torch.ones(1)}, "rng": rng_state()})
+    export_model(tmp_path / "run.pt", tmp_path / "half.pt")
+    exported = torch.load(tmp_path / "half.pt", weights_only=True)
+    assert set(exported) == set(checkpoint)  # format, version, model, settings, categories, iteration
+    assert (exported["format"], exported["version"]) == ("fpnlab-checkpoint", 2)
 
 
 def test_rng_state_round_trip_repeats_every_generator():

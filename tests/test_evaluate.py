@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -10,10 +12,12 @@ import torch
 from torch import Tensor, nn
 
 from fpnlab.boxes import box_iou, xywh_to_xyxy
+from fpnlab.checkpoint import DEMO_CHECKPOINT, load_checkpoint, load_model, save_checkpoint
 from fpnlab.config import get_preset
 from fpnlab.data import CATEGORIES, load_split, shapes_mini
-from fpnlab.evaluate import (COCO_METRICS, PROPOSAL_METRICS, coco_metrics, format_table, level_statistics,
-                             proposal_recall)
+from fpnlab.errors import FpnlabError
+from fpnlab.evaluate import (COCO_METRICS, PROPOSAL_METRICS, coco_metrics, evaluate_checkpoint, format_table,
+                             level_statistics, proposal_recall)
 from fpnlab.state import build_model
 
 N_IMAGES = 10
@@ -94,7 +98,15 @@ def test_perfect_detections_score_one_through_the_category_id_mapping(dataset):
     assert list(metrics) == list(COCO_METRICS)
     for name in ("AP", "AP50", "AP75", "AP_s", "AP_m", "AP_l", "AR100", "AR_s", "AR_m", "AR_l"):
         assert metrics[name] == pytest.approx(1.0), name
-    assert metrics["AR1"] < metrics["AR10"] <= metrics["AR100"]  # images hold several objects per class
+    # with exact boxes, AR_k is the share of a class's objects that k detections per image can find,
+    # averaged over the classes
+    objects = Counter((a["category_id"], a["image_id"]) for a in dataset.coco.dataset["annotations"])
+    classes = sorted({c for c, _ in objects})
+    for k in (1, 10):
+        shares = [sum(min(k, n) for (c, _), n in objects.items() if c == cat) /
+                  sum(n for (c, _), n in objects.items() if c == cat) for cat in classes]
+        assert metrics[f"AR{k}"] == pytest.approx(sum(shares) / len(shares))
+    assert metrics["AR1"] < metrics["AR10"]  # images hold several objects of a class
 
 
 def test_wrong_classes_score_almost_zero(dataset):
@@ -122,6 +134,8 @@ def test_format_table_prints_every_value_and_dashes_for_missing_sizes():
     assert one_row.splitlines() == ["COCO", "     AP  AP_l", "  0.412     -"]
     rows = format_table({"p2": {"gt": 12, "anchors": 40}, "p3": {"gt": 3, "anchors": 9}})
     assert rows.splitlines() == ["    gt  anchors", "p2  12       40", "p3   3        9"]
+    ragged = format_table({"p2": {"gt": 12}, "p3": {"anchors": 9}})  # a value a row lacks stays blank
+    assert ragged.splitlines() == ["    gt  anchors", "p2  12         ", "p3            9"]
 
 
 def test_level_statistics_account_for_every_box_anchor_proposal_and_roi():
@@ -144,3 +158,90 @@ def test_level_statistics_account_for_every_box_anchor_proposal_and_roi():
             expected[min(max(k, 2), 5)] += 1
     assert {k: stats.get(f"p{k}", {}).get("gt", 0) for k in range(2, 6)} == expected
     assert sum(v > 0 for v in expected.values()) >= 3  # at this scale boxes land on several levels
+
+
+class SizeOracle(Oracle):
+    """Proposals: small and large objects exactly, medium ones at IoU 0.72; ahead of them all, 100 decoys per
+    image that match nothing, so the top 100 hold no object at all."""
+
+    def propose(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
+        answers = []
+        for image in images:
+            target = self.truth[pixels(image)]
+            boxes, area = target["boxes"].clone(), target["area"]  # COCO sizes by the object's area
+            medium = (area >= 32 ** 2) & (area < 96 ** 2)
+            boxes[medium, 0::2] += SHIFT * (boxes[medium, 2] - boxes[medium, 0])[:, None]
+            kept = boxes
+            decoys = torch.tensor([[0.0, 0.0, 1.0, 1.0]]).expand(100, 4)
+            answers.append({"boxes": torch.cat([decoys, kept]),
+                            "scores": torch.cat([torch.ones(100), torch.full((len(kept),), 0.5)])})
+        return answers
+
+
+def test_proposal_recall_by_size_and_by_number_of_proposals(dataset):
+    areas = torch.tensor([a["area"] for a in dataset.coco.dataset["annotations"]])
+    small, medium = int((areas < 32 ** 2).sum()), int(((areas >= 32 ** 2) & (areas < 96 ** 2)).sum())
+    assert small and medium and len(areas) > small + medium  # every size is there
+    recall = proposal_recall(SizeOracle(dataset), dataset, batch_size=4, progress=False)
+    assert recall["AR@100"] == 0.0 and recall["AR_s@100"] == 0.0  # the decoys fill the top 100
+    assert recall["AR_s@1000"] == pytest.approx(1.0) and recall["AR_m@1000"] == pytest.approx(0.5)
+    assert recall["AR_l@1000"] == pytest.approx(1.0)
+    large = len(areas) - small - medium
+    assert recall["AR@1000"] == pytest.approx((small + 0.5 * medium + large) / len(areas))
+
+
+def test_a_size_without_objects_reads_minus_one(dataset):
+    """pycocotools' -1: no ground truth of that size among the images evaluated."""
+    first = dataset.coco.dataset["images"][0]["id"]
+    areas = [a["area"] for a in dataset.coco.dataset["annotations"] if a["image_id"] == first]
+    recall = proposal_recall(Oracle(dataset), dataset, max_images=1, progress=False)
+    assert recall["AR_l@1000"] == (-1.0 if max(areas) < 96 ** 2 else pytest.approx(1.0))
+    assert recall["AR_s@1000"] == (-1.0 if min(areas) >= 32 ** 2 else pytest.approx(1.0))
+
+
+@pytest.mark.parametrize("max_images, batch_size, message", [
+    (None, 0, r"^the evaluation batch size must be >= 1, got 0\.$"),
+    (0, 1, r"^max_images must be >= 1 \(or None for all\), got 0\.$")])
+def test_bad_evaluation_settings_are_named(dataset, max_images, batch_size, message):
+    with pytest.raises(FpnlabError, match=message):
+        coco_metrics(Oracle(dataset), dataset, max_images=max_images, batch_size=batch_size, progress=None)
+    assert coco_metrics(Oracle(dataset), dataset, max_images=1, batch_size=1, progress=None)["AP50"] == \
+        pytest.approx(1.0)
+
+
+def test_without_bars_evaluation_prints_one_line_per_phase(dataset, capsys):
+    coco_metrics(Oracle(dataset), dataset, max_images=3, progress=False)
+    proposal_recall(Oracle(dataset), dataset, max_images=2, progress=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert [lines[0], lines[2]] == ["eval: 3 images ...", "proposals: 2 images ..."]
+    assert lines[1].startswith("eval: done in ") and lines[3].startswith("proposals: done in ")
+
+
+def test_by_default_evaluation_shows_a_bar_over_every_image(dataset, capsys):
+    coco_metrics(Oracle(dataset), dataset)
+    assert re.search(rf"eval: 100%.*\b{len(dataset)}/{len(dataset)} \[", capsys.readouterr().err)
+
+
+def test_a_checkpoint_is_scored_on_the_data_it_was_trained_on(tmp_path):
+    record = evaluate_checkpoint(DEMO_CHECKPOINT, max_images=2, proposals=True, levels=True, progress=None)
+    model, data = load_model(DEMO_CHECKPOINT), load_split("shapes-mini", "val")
+    assert {k: record[k] for k in ("checkpoint", "dataset", "split", "images")} == {
+        "checkpoint": str(DEMO_CHECKPOINT), "dataset": "shapes-mini", "split": "val", "images": 2}
+    assert record["coco_metrics"] == coco_metrics(model, data, max_images=2, progress=None)
+    assert record["proposal_recall"] == proposal_recall(model, data, max_images=2, progress=None)
+    assert record["level_statistics"] == level_statistics(model, data, max_images=2, progress=None)
+    plain = evaluate_checkpoint(DEMO_CHECKPOINT, max_images=1, split="train", progress=None)
+    assert plain["split"] == "train" and set(plain) == {"checkpoint", "dataset", "split", "images", "coco_metrics"}
+    checkpoint = load_checkpoint(DEMO_CHECKPOINT)
+    save_checkpoint(tmp_path / "old.pt", {k: v for k, v in checkpoint.items() if k != "train_config"})
+    assert evaluate_checkpoint(tmp_path / "old.pt", max_images=1, progress=None)["dataset"] == "shapes-mini"
+
+
+def test_a_checkpoint_of_other_classes_is_refused_naming_both(tmp_path):
+    checkpoint = load_checkpoint(DEMO_CHECKPOINT)
+    renamed = [f"{name}-like" for name in checkpoint["categories"]]
+    save_checkpoint(tmp_path / "other.pt", {**checkpoint, "categories": renamed})
+    with pytest.raises(FpnlabError) as err:
+        evaluate_checkpoint(tmp_path / "other.pt", dataset="shapes-mini", progress=None)
+    assert str(err.value) == (f"checkpoint {tmp_path / 'other.pt'} detects {', '.join(renamed)} but dataset "
+                              f"shapes-mini has {', '.join(CATEGORIES)}.")

@@ -115,6 +115,23 @@ def test_out_levels_subset_equals_full_pyramid_and_builds_only_what_it_needs():
     assert torch.equal(out["p2"], full(c)["p2"])
     p6_only = FPN(IN_CHANNELS, 16, top_down=False, out_levels=("p6",))
     assert sorted(p6_only.lateral) == ["3"] and sorted(p6_only.smooth) == ["3"]
+    # top-down P3 and P4 need M3..M5 (not C2's lateral); bottom-up P3 needs C3's lateral alone
+    middle = FPN(IN_CHANNELS, 16, out_levels=("p3", "p4"))
+    assert sorted(middle.lateral) == ["1", "2", "3"] and sorted(middle.smooth) == ["1", "2"]
+    p3_bottom_up = FPN(IN_CHANNELS, 16, top_down=False, out_levels=("p3",))
+    assert sorted(p3_bottom_up.lateral) == ["1"] and sorted(p3_bottom_up.smooth) == ["1"]
+
+
+def test_convs_start_like_torchvisions_fpn():
+    """kaiming_uniform_(a=1): weights uniform in +-sqrt(3 / fan_in), biases zero."""
+    torch.manual_seed(0)
+    for neck in (FPN([64, 64, 64, 64], 64), SingleScaleNeck(64, "c4", out_channels=64)):
+        for conv in neck.modules():
+            if isinstance(conv, torch.nn.Conv2d):
+                fan_in = conv.weight[0].numel()
+                bound = (3 / fan_in) ** 0.5
+                assert 0.95 * bound < conv.weight.abs().max() <= bound
+                assert torch.count_nonzero(conv.bias) == 0
 
 
 def test_single_scale_neck():
@@ -126,6 +143,7 @@ def test_single_scale_neck():
         assert out[source].shape == (2, 256, -(-64 // stride), -(-96 // stride))
         assert torch.allclose(out[source], neck.reduce(c[source]))
     assert SingleScaleNeck(24, "c4").reduce.in_channels == 24
+    assert SingleScaleNeck({"c4": 24, "c5": 32}).source == "c4"  # the C4 baseline by default
 
 
 def test_torchvision_key_mapping():
@@ -142,7 +160,7 @@ def test_bad_configuration():
         FPN(IN_CHANNELS, out_levels=())
     with pytest.raises(FpnlabError, match="in_channels"):
         FPN(IN_CHANNELS[1:])
-    with pytest.raises(FpnlabError, match="top_down"):
+    with pytest.raises(FpnlabError, match="^FPN needs top_down=True or lateral=True: without both"):
         FPN(IN_CHANNELS, top_down=False, lateral=False)
     with pytest.raises(FpnlabError, match="source"):
         SingleScaleNeck(24, source="c3")

@@ -6,7 +6,7 @@ import torch
 from torchvision.ops.poolers import LevelMapper
 
 from fpnlab.errors import FpnlabError
-from fpnlab.levels import LEVEL_EPS, assign_levels, continuous_level
+from fpnlab.levels import LEVEL_EPS, assign_levels, continuous_level, level_number
 
 
 def square(side: float, x0: float = 0.0) -> list[float]:
@@ -18,6 +18,7 @@ def test_known_answers():
     # 224 -> k0 = 4; 112 -> 3; 10 -> 4 + log2(10/224) = -0.49 -> 0, clamped to 2; 2000 -> 7.2, clamped to 5
     assert assign_levels(boxes).tolist() == [4, 3, 2, 5, 5, 2]
     assert assign_levels(boxes, k_min=3, k_max=6).tolist() == [4, 3, 3, 6, 5, 3]
+    assert assign_levels(boxes).dtype == torch.int64  # used as an index into the list of levels
 
 
 def test_continuous_level():
@@ -25,6 +26,9 @@ def test_continuous_level():
     assert continuous_level(112.0, 448.0) == 4.0  # sqrt(w * h) = 224
     assert math.isclose(continuous_level(10.0, 10.0), 4 + math.log2(10 / 224))
     ks = continuous_level(torch.tensor([112.0, 448.0]), torch.tensor([112.0, 448.0]))
+    assert torch.allclose(ks, torch.tensor([3.0, 5.0]))
+    # a tensor of widths with one float height (a square-ish sweep in a widget) stays a tensor
+    ks = continuous_level(torch.tensor([56.0, 896.0]), 224.0)
     assert torch.allclose(ks, torch.tensor([3.0, 5.0]))
 
 
@@ -61,6 +65,17 @@ def test_equals_torchvision_level_mapper_on_boundaries():
 
 def test_degenerate_and_invalid_boxes():
     assert assign_levels(torch.tensor([[5.0, 5.0, 5.0, 9.0]])).tolist() == [2]  # zero area -> k_min
-    with pytest.raises(FpnlabError, match="x2 < x1"):
+    with pytest.raises(FpnlabError, match=r"^assign_levels: boxes has 1 box\(es\) with x2 < x1"):
         assign_levels(torch.tensor([[50.0, 0.0, 10.0, 224.0]]))
     assert assign_levels(torch.zeros(0, 4)).shape == (0,)
+
+
+@pytest.mark.parametrize("name, k", [("p2", 2), ("c4", 4), ("p6", 6), ("pool10", 10)])
+def test_level_number_reads_the_level_from_the_name(name, k):
+    assert level_number(name) == k
+
+
+@pytest.mark.parametrize("name", ["pool", "P3", "3", "p3a", "", "p-1"])
+def test_level_number_rejects_names_without_a_level(name):
+    with pytest.raises(FpnlabError, match=f"like 'p2' or 'c4', got {name!r}"):
+        level_number(name)

@@ -8,7 +8,7 @@ from torchvision.models.detection import _utils as tv_utils
 from fpnlab.errors import FpnlabError
 from fpnlab.boxes import BoxCoder
 from fpnlab.matching import (BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS, BalancedPositiveNegativeSampler, Matcher,
-                             sample_targets)
+                             _random_subset, sample_targets)
 
 # 2 gt boxes (rows) x 5 predictions (columns)
 IOU = torch.tensor([[0.90, 0.50, 0.10, 0.00, 0.20],
@@ -49,9 +49,34 @@ def test_equals_torchvision_matcher_on_random_iou(low_quality):
         assert torch.equal(Matcher(0.7, 0.3, low_quality)(iou), expected)
 
 
-def test_matcher_rejects_bad_thresholds():
-    with pytest.raises(FpnlabError, match="low_threshold"):
-        Matcher(0.3, 0.7)
+def test_thresholds_are_inclusive_where_the_paper_says():
+    # IoU exactly at the low threshold is "between" (ignored), exactly at the high threshold positive
+    iou = torch.tensor([[0.3, 0.7, 0.2999, 0.6999]])
+    assert Matcher(0.7, 0.3)(iou).tolist() == [BETWEEN_THRESHOLDS, 0, BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS]
+
+
+def test_matcher_rejects_bad_thresholds_and_accepts_the_ends():
+    for high, low in [(0.3, 0.7), (1.5, 0.3), (0.7, -0.1)]:
+        with pytest.raises(FpnlabError, match=r"Matcher needs 0 <= low_threshold <= high_threshold <= 1, got"):
+            Matcher(high, low)
+    assert Matcher(1.0, 0.0)(torch.tensor([[0.0, 1.0]])).tolist() == [BETWEEN_THRESHOLDS, 0]
+
+
+def test_sampler_rejects_bad_settings_and_accepts_the_ends():
+    for size, fraction in [(0, 0.5), (4, 1.5), (4, -0.1), (0, 2.0)]:
+        with pytest.raises(FpnlabError, match=rf"batch_size_per_image >= 1 .* got {size} and {fraction}"):
+            BalancedPositiveNegativeSampler(size, fraction)
+    labels = torch.tensor([1, 1, 0, 0])
+    assert [len(t) for t in BalancedPositiveNegativeSampler(1, 1.0)(labels)] == [1, 0]
+    assert [len(t) for t in BalancedPositiveNegativeSampler(4, 0.0)(labels)] == [0, 2]
+
+
+def test_results_stay_on_the_inputs_device():
+    # the "meta" device has no data, but every op must keep it: a tensor made on the CPU would not
+    iou = torch.empty(2, 5, device="meta")
+    assert Matcher(0.7, 0.3)(iou[:0]).device.type == "meta"
+    assert Matcher(0.7, 0.3)(iou[:, :0]).device.type == "meta"
+    assert _random_subset(torch.empty(6, dtype=torch.int64, device="meta"), 3).device.type == "meta"
 
 
 def labels_with(num_pos: int, num_neg: int, num_ignored: int) -> torch.Tensor:
@@ -113,6 +138,7 @@ def test_sample_targets_labels_samples_and_encodes_the_positives():
     assert sorted(sampled.positive.tolist()) == [0, 1] and sampled.negative.tolist() == [3]  # 2: ignored
     labels = dict(zip(torch.cat([sampled.positive, sampled.negative]).tolist(), sampled.labels.tolist()))
     assert labels == {0: 3, 1: 5, 3: 0}  # each positive takes its gt box's class, the negative is background
+    assert sampled.all_labels.tolist() == [3, 5, -1, 0]  # every candidate's label; candidate 2 ignored
     targets = dict(zip(sampled.positive.tolist(), sampled.box_targets.tolist()))
     assert targets[0] == pytest.approx([0, 0, 0, 0])  # already on its box
     # candidate 1: centre (24.5, 24.5), size 9 -> gt centre (25, 25), size 10: (0.5/9, 0.5/9, log(10/9), log(10/9))

@@ -50,6 +50,24 @@ def test_roi_align_reference_equals_torchvision(aligned, sampling_ratio):
         torch.testing.assert_close(ours, expected, rtol=0, atol=1e-5)
 
 
+def test_float64_and_the_defaults_match_torchvision():
+    """In float64 every sample position is computed in float64 too (no float32 step), and the defaults are
+    torchvision's: spatial_scale 1, adaptive sampling, aligned False."""
+    gen = torch.Generator().manual_seed(2)
+    features = torch.randn(1, 3, 17, 13, generator=gen, dtype=torch.float64)
+    rois = random_rois(40, 1, (13.0, 17.0), gen).double()
+    rois[:, 1:] = rois[:, 1:] / 3 + 1 / 3  # thirds of a pixel: not exact in float32
+    expected = torchvision.ops.roi_align(features, rois, (4, 3), 1.0, -1, False)
+    for fn in (roi_align, roi_align_reference):
+        torch.testing.assert_close(fn(features, rois, (4, 3)), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(roi_align_reference(features, rois, (4, 3), sampling_ratio=2),
+                               torchvision.ops.roi_align(features, rois, (4, 3), 1.0, 2, False), rtol=0, atol=1e-12)
+    with use_reference_ops():
+        assert torch.equal(roi_pool(features, rois, 3, 0.5), torchvision.ops.roi_pool(features, rois, 3, 0.5))
+        torch.testing.assert_close(roi_align(features, rois, 2, 0.5, 2, True),
+                                   torchvision.ops.roi_align(features, rois, 2, 0.5, 2, True), rtol=0, atol=1e-12)
+
+
 def test_roi_pool_reference_equals_torchvision():
     gen = torch.Generator().manual_seed(5)
     features = torch.randn(2, 6, 23, 31, generator=gen)
@@ -75,8 +93,11 @@ def test_switch_selects_reference(monkeypatch):
 def test_rois_from_list_and_bad_rois():
     boxes = [torch.tensor([[1.0, 2.0, 3.0, 4.0]]), torch.zeros(0, 4), torch.tensor([[5.0, 6.0, 7.0, 8.0]] * 2)]
     assert as_rois(boxes)[:, 0].tolist() == [0.0, 2.0, 2.0]
-    with pytest.raises(FpnlabError, match="x2 < x1"):
-        as_rois([torch.tensor([[5.0, 0.0, 1.0, 4.0]])])
+    with pytest.raises(FpnlabError, match=r"^boxes of image 1 has 1 box\(es\) with x2 < x1"):
+        as_rois([torch.zeros(0, 4), torch.tensor([[5.0, 0.0, 1.0, 4.0]])])
+    with pytest.raises(FpnlabError, match=r"^rois has 1 box\(es\) with x2 < x1"):
+        as_rois(torch.tensor([[0.0, 5.0, 0.0, 1.0, 4.0]]))
+    assert as_rois([torch.ones(1, 4, dtype=torch.float64)]).dtype == torch.float64
     with pytest.raises(FpnlabError, match=r"\(K, 5\)"):
         roi_align(torch.randn(1, 1, 4, 4), torch.zeros(3, 4), 2)
 
@@ -144,8 +165,10 @@ def test_multiscale_pooler_bad_configuration():
     with pytest.raises(FpnlabError, match="level number"):
         MultiScaleRoIPooler(levels=("0", "1"))
     features = pyramid(1, 256, 256, torch.Generator().manual_seed(0))
-    with pytest.raises(FpnlabError, match="stride"):
-        MultiScaleRoIPooler()(features, [torch.tensor([[0.0, 0.0, 5.0, 5.0]])], (1024, 1024))
+    with pytest.raises(FpnlabError) as err:
+        MultiScaleRoIPooler()(features, [torch.tensor([[0.0, 0.0, 5.0, 5.0]])], (1024, 768))
+    assert str(err.value) == ("feature 'p2' is 64 rows high for an image 1024 rows high, which is not stride 4; "
+                              "pass the padded batch size as image_size.")
 
 
 @pytest.mark.parametrize("reference", [False, True])

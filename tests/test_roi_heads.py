@@ -19,6 +19,7 @@ def test_head_and_predictor_shapes():
     scores, deltas = predictor(head(torch.rand(6, 16, 7, 7)))
     assert tuple(scores.shape) == (6, 5) and tuple(deltas.shape) == (6, 20)  # class-specific: 4 per class
     assert head(torch.randn(3, 16, 7, 7)).min() >= 0  # ReLU after fc7
+    assert TwoMLPHead(16).fc7.out_features == 1024  # the paper's 1024-d "2fc" head by default
 
 
 def tv_heads(num_classes: int = 4) -> TvRoIHeads:
@@ -109,6 +110,25 @@ def test_loss_worked_by_hand():
     box = sum(smooth_l1(t) for t in targets_a) / 3  # the gt proposal's targets are 0; mean over 3 ROIs
     assert losses["loss_classifier"].item() == pytest.approx(classifier, rel=1e-6)
     assert losses["loss_box_reg"].item() == pytest.approx(box, rel=1e-5)
+
+
+def test_loss_of_one_roi_of_class_1():
+    """One sampled ROI, of class 1: the mean is over 1 ROI and class 1's deltas are the ones regressed."""
+    heads = our_heads(num_classes=3)
+    deltas = torch.zeros(1, 12)
+    deltas[0, 4:8] = torch.tensor([0.5, 0.0, 0.0, 0.0])  # class 1's deltas
+    losses = heads.loss(torch.zeros(1, 3), deltas, torch.tensor([1]), torch.tensor([[2.0, 0.0, 0.0, 0.0]]))
+    assert losses["loss_classifier"].item() == pytest.approx(math.log(3), rel=1e-6)  # uniform over 3 classes
+    assert losses["loss_box_reg"].item() == pytest.approx(smooth_l1(0.5 - 2.0), rel=1e-6)
+
+
+def test_detections_need_a_score_above_the_threshold():
+    """torchvision's rule: score > score_thresh (a score equal to it is dropped)."""
+    heads = our_heads(num_classes=3)
+    boxes = torch.tensor([[[0.0, 0.0, 20.0, 20.0]] * 3])  # (1 ROI, 3 classes, 4)
+    with heads.settings(score_thresh=0.25):
+        found = heads.detect_image(boxes, torch.tensor([[0.25, 0.25, 0.5]]), (64, 64))
+    assert found["labels"].tolist() == [2] and found["scores"].tolist() == [0.5]
 
 
 def test_image_without_objects_trains_as_background():

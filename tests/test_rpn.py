@@ -50,6 +50,18 @@ def test_filter_keeps_levels_apart_clips_and_drops_tiny_boxes():
     assert kept.tolist() == [[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 30.0, 20.0]]
     assert kept_scores.tolist() == pytest.approx([0.9, 0.8, 0.6]) and kept_levels.tolist() == [0, 1, 2]
     assert len(rpn.filter_image(boxes, scores, levels, (20, 30), top_n=2)[0]) == 2
+    # score_thresh is inclusive for proposals (torchvision's RPN keeps scores >= it)
+    with rpn.settings(score_thresh=0.8):
+        assert rpn.filter_image(boxes, scores, levels, (20, 30), top_n=10)[1].tolist() == pytest.approx([0.9, 0.8])
+
+
+def test_head_starts_like_faster_rcnn():
+    """Weights drawn from N(0, 0.01^2), biases zero (Faster R-CNN, Sec. 3.1.3)."""
+    torch.manual_seed(0)
+    head = RPNHead(64, 3)
+    for conv in (head.conv, head.objectness, head.deltas):
+        assert conv.weight.std().item() == pytest.approx(0.01, rel=0.1)
+        assert torch.count_nonzero(conv.bias) == 0
 
 
 def tv_and_our_rpns(channels: int = 16):
@@ -93,6 +105,8 @@ def test_proposals_and_losses_equal_torchvision(training):
         assert (scores[:-1] >= scores[1:]).all()  # best first
     assert [tuple(o.shape) for o in out.objectness] == [(2, 3, h, w) for h, w in sizes]
     assert [len(a) for a in out.anchors] == [h * w * 3 for h, w in sizes]
+    for boxes, levels in zip(out.boxes, out.levels):  # each proposal's level, coarse anchors on coarse levels
+        assert levels.shape == (len(boxes),) and set(levels.tolist()) <= set(range(5))
     assert set(out.losses) == ({"loss_objectness", "loss_rpn_box_reg"} if training else set())
     for name, value in out.losses.items():
         assert torch.allclose(value, expected_losses[name], atol=1e-6), name
@@ -123,6 +137,15 @@ def smooth_l1(x: float, beta: float = SMOOTH_L1_BETA) -> float:
 
 def softplus(x: float) -> float:
     return math.log1p(math.exp(x))
+
+
+def test_a_single_sampled_anchor_is_averaged_over_one():
+    # gt [-16, -16, 16, 16] is anchor 1 exactly (positive), anchor 0 has IoU 0.25 < 0.3 (negative); a
+    # mini-batch of one anchor, all positive, samples anchor 1 alone: the loss is divided by 1, not 2
+    rpn = tiny_rpn()
+    rpn.sampler.batch_size_per_image, rpn.sampler.positive_fraction = 1, 1.0
+    out = run_tiny(rpn, torch.tensor([[-16.0, -16.0, 16.0, 16.0]]))
+    assert out.losses["loss_objectness"].item() == pytest.approx(softplus(1.0), rel=1e-6)  # BCE(-1.0, 1) / 1
 
 
 def test_loss_worked_by_hand():
@@ -167,3 +190,10 @@ def test_settings_change_proposal_selection_inside_the_block_only():
     with pytest.raises(FpnlabError, match="RegionProposalNetwork.settings takes train, test, nms_thresh"):
         with rpn.settings(fg_iou_thresh=0.5):  # read once, by the Matcher: not a setting to swap
             pass
+
+
+def test_a_float64_rpn_keeps_float64_throughout():
+    rpn = tiny_rpn().double().eval()
+    batch = ImageBatch(torch.zeros(1, 3, 32, 32, dtype=torch.float64), [(32, 32)])
+    out = rpn({"p5": torch.rand(1, 4, 1, 1, dtype=torch.float64)}, batch)
+    assert out.anchors[0].dtype == out.boxes[0].dtype == out.scores[0].dtype == torch.float64

@@ -4,12 +4,16 @@ from __future__ import annotations
 import csv
 import dataclasses
 import itertools
+import json
 import math
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,14 +22,16 @@ import torch
 import fpnlab.state as state_module
 import fpnlab.train as training
 from fpnlab.batches import SeededAugmentation, SeededBatches, load_datasets
-from fpnlab.checkpoint import load_checkpoint, load_model
+from fpnlab.checkpoint import load_checkpoint, load_model, save_checkpoint
 from fpnlab.config import get_preset
 from fpnlab.data import load_split
 from fpnlab.errors import FpnlabError
 from fpnlab.evaluate import COCO_METRICS, coco_metrics
+from fpnlab.run_folder import RunFolder
 from fpnlab.runlog import parse_metrics
 from fpnlab.state import lr_factor
-from fpnlab.train import train
+from fpnlab.stopping import Diverged
+from fpnlab.train import TrainResult, divergence_message, train
 
 TEST = get_preset("test")  # 12 iterations of a tiny detector on 8 shapes-mini images
 
@@ -64,11 +70,14 @@ def stop_at(monkeypatch, call: int, signum: int) -> None:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])  # Ctrl-C; `kill`, `docker stop`, a scheduler
-def test_interrupted_and_resumed_run_ends_with_the_same_weights(straight_run, tmp_path, monkeypatch, signum):
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(straight_run, tmp_path, monkeypatch, signum, capsys):
     stop_at(monkeypatch, 5, signum)
     with pytest.raises(KeyboardInterrupt):
         train(TEST, tmp_path, progress=None)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["iteration"] == 5  # saved on the signal, not at 6
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["loss"] is not None  # the last logged window's mean
+    assert capsys.readouterr().out.splitlines()[-1] == (f"Stopped at iteration 5; {tmp_path / 'checkpoint.pt'} saved. "
+                                                        "Run the same command again to resume.")
     monkeypatch.undo()
 
     resumed = train(get_preset("test", num_workers=2), tmp_path, progress=None)  # data order ignores workers
@@ -79,7 +88,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(straight_run, tm
         assert [int(row["iteration"]) for row in csv.DictReader(f)] == list(range(1, TEST.iterations + 1))
 
 
-def test_a_damaged_metrics_log_is_repaired_and_kept_and_the_run_resumes(straight_run, tmp_path, monkeypatch):
+def test_a_damaged_metrics_log_is_repaired_and_kept_and_the_run_resumes(straight_run, tmp_path, monkeypatch, capsys):
     stop_at(monkeypatch, 6, signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         train(TEST, tmp_path, progress=None)
@@ -88,7 +97,9 @@ def test_a_damaged_metrics_log_is_repaired_and_kept_and_the_run_resumes(straight
     good = log.read_text().splitlines()
     damaged = good[:3] + [good[0], "4,0.01,not-a-number", good[3][:7]] + good[4:] + ["9,1,2"]  # second header, junk
     log.write_text("\n".join(damaged) + "\n")
+    capsys.readouterr()
     resumed = train(TEST, tmp_path, progress=None)
+    assert f"{log} had 4 unreadable line(s); repaired from its 5 readable row(s)" in capsys.readouterr().out
     rows, bad = parse_metrics(log.read_text())
     assert bad == 0 and [row["iteration"] for row in rows] == [1, 2, *range(4, 13)]  # row 3 was cut short
     assert (tmp_path / "metrics.csv.damaged").read_text() == "\n".join(damaged) + "\n"  # nothing thrown away
@@ -148,8 +159,10 @@ def test_weights_that_are_no_longer_finite_are_never_saved(tmp_path, monkeypatch
 
 
 def test_a_run_folder_with_a_checkpoint_is_never_overwritten_without_resume(straight_run):
-    with pytest.raises(FpnlabError, match="checkpoint.pt already exists"):
+    with pytest.raises(FpnlabError) as err:
         train(TEST, straight_run.run_dir, resume=False, progress=None)
+    assert str(err.value) == (f"{straight_run.checkpoint} already exists; resume it, or delete it or pick another "
+                              "run folder to start over.")
 
 
 def test_resuming_with_fewer_iterations_than_done_is_refused(straight_run):
@@ -263,3 +276,65 @@ def test_a_run_folder_made_read_only_mid_run_gives_one_clear_error(tmp_path, mon
     with pytest.raises(FpnlabError, match=r"could not write .*metrics.csv: no permission to write there"):
         train(TEST, tmp_path, progress=None)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["iteration"] == 6  # saved at checkpoint_every=6
+
+
+def test_a_run_reports_what_it_did(tmp_path):
+    """TrainResult and the run folder: the device, the time, the images per second, the settings used."""
+    cfg = get_preset("test", iterations=3)
+    result = train(cfg, tmp_path, progress=None)
+    assert result.device == torch.device("cpu") and result.iteration == 3 and result.run_dir == tmp_path
+    assert 0 < result.wall_s < 600 and result.metrics == {}  # the test preset does not evaluate
+    assert result.images_per_s * result.wall_s == pytest.approx(3 * cfg.batch_size)
+    assert json.loads((tmp_path / "config.json").read_text()) == json.loads(json.dumps(cfg.to_dict()))
+    assert not (tmp_path / "metrics.json").exists()
+    assert result.curves()["iteration"] == [1, 2, 3] and result.curves()["loss"] == [r["loss"] for r in result.history]
+
+
+def test_rows_every_log_every_iterations_and_at_the_end_with_the_lr(tmp_path):
+    cfg = get_preset("test", iterations=5, log_every=2, batch_size=1, eval_at_end=True, max_val_images=2)
+    result = train(cfg, tmp_path, progress=None)
+    assert [row["iteration"] for row in result.history] == [2, 4, 5]
+    # the lr the next iteration will use (the schedule has stepped), as the optimizer holds it
+    assert [row["lr"] for row in result.history] == pytest.approx([cfg.lr * lr_factor(i, cfg) for i in (2, 4, 5)])
+    assert result.images_per_s * result.wall_s == pytest.approx(5)  # batches of one image
+    assert json.loads((tmp_path / "metrics.json").read_text()) == pytest.approx(result.metrics)
+    assert set(result.metrics) == set(COCO_METRICS) and result.curves()["iteration"] == [2, 4, 5]
+
+
+def test_resuming_says_where_and_which_settings_changed(tmp_path, capsys):
+    train(get_preset("test", iterations=2), tmp_path, progress=None)
+    capsys.readouterr()
+    train(get_preset("test", iterations=3, lr=0.005), tmp_path, progress=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"Resuming {tmp_path / 'checkpoint.pt'} at iteration 2 with changed settings: iterations, lr."
+    assert lines[1] == "train: 1 it ..."  # only what is left
+    train(get_preset("test", iterations=3, lr=0.005), tmp_path, progress=None)  # finished: nothing changed
+    assert capsys.readouterr().out.splitlines()[0] == f"Resuming {tmp_path / 'checkpoint.pt'} at iteration 3."
+
+
+def test_what_a_divergence_message_says_about_the_checkpoint_kept(tmp_path):
+    folder, err = RunFolder(tmp_path), Diverged(9, "loss_box_reg is nan")
+    assert divergence_message(err, folder, None) == ("training diverged at iteration 9: loss_box_reg is nan; no "
+                                                     "checkpoint had been saved yet (try a lower lr or a longer "
+                                                     "warm-up).")
+    save_checkpoint(folder.checkpoint, {"model": {}, "model_config": {}, "iteration": 8, "loss": 3.0})
+    log = SimpleNamespace(rows=[{"loss": 2.0}, {"loss": 1.5}])
+    tail = "; resume it with a lower lr or a longer warm-up, or delete it to start over."
+    head = f"training diverged at iteration 9: loss_box_reg is nan. {folder.checkpoint} holds iteration 8"
+    assert divergence_message(err, folder, log) == head + " (mean loss 3 there)" + tail  # 3.0 is not above 2 x 1.5
+    save_checkpoint(folder.checkpoint, {"model": {}, "model_config": {}, "iteration": 8, "loss": 3.5})
+    assert divergence_message(err, folder, log) == (head + " (mean loss 3.5 there; it had been as low as 1.5, so that "
+                                                    "state may already be diverging)" + tail)
+    assert divergence_message(err, folder, None) == head + " (mean loss 3.5 there)" + tail
+    assert divergence_message(err, folder, SimpleNamespace(rows=[])) == head + " (mean loss 3.5 there)" + tail
+
+
+def test_curves_of_an_empty_history_are_empty():
+    result = TrainResult(Path("."), Path("c.pt"), 0, [], torch.device("cpu"), 0.0, 0.0)
+    assert result.curves() == {}
+
+
+def test_by_default_a_bar_shows_the_loss_and_the_speed(tmp_path, capsys):
+    train(get_preset("test", iterations=2), tmp_path)
+    bar = capsys.readouterr().err
+    assert re.search(r"train: 100%.* 2/2 .*loss=\d+\.\d{3}, img/s=\d+\.\d\]", bar), bar[-300:]

@@ -10,6 +10,7 @@ Screenshots of every notebook go to artifacts/screenshots/ (ignored by git), for
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -18,10 +19,11 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from fpnlab.jupyter_setup import install_lab_settings
 
@@ -59,22 +61,20 @@ def browser() -> Iterator[object]:
         instance.close()
 
 
-@pytest.fixture(scope="session")
-def lab_url(tmp_path_factory: pytest.TempPathFactory, browser: object) -> Iterator[str]:
-    """A JupyterLab server over a copy of notebooks/; yields its base URL."""
-    root = tmp_path_factory.mktemp("lab")
-    shutil.copytree(ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns("expected", "runs"))
+@contextmanager
+def jupyterlab(root: Path, served: Path) -> Iterator[str]:
+    """A JupyterLab server over the folder `served`, its settings and runtime files under `root`; yields its URL."""
     settings = install_lab_settings(root / "app")  # the overrides `make lab` installs, in a private folder
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / "config"), "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
            "JUPYTERLAB_SETTINGS_DIR": str(root / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces"),
            "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     port = free_port()
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-               f"--ServerApp.token={TOKEN}", f"--ServerApp.root_dir={root / 'notebooks'}",
+               f"--ServerApp.token={TOKEN}", f"--ServerApp.root_dir={served}",
                f"--LabApp.app_settings_dir={settings.parent}", "--LabApp.expose_app_in_browser=True",
                "--ServerApp.disable_check_xsrf=True", "--allow-root"]
     log = (root / "server.log").open("w")
-    server = subprocess.Popen(command, cwd=root / "notebooks", env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(command, cwd=served, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(f"{url}/api/status?token={TOKEN}", server, root / "server.log")
@@ -88,6 +88,15 @@ def lab_url(tmp_path_factory: pytest.TempPathFactory, browser: object) -> Iterat
         log.close()
 
 
+@pytest.fixture(scope="session")
+def lab_url(tmp_path_factory: pytest.TempPathFactory, browser: object) -> Iterator[str]:
+    """A JupyterLab server over a copy of notebooks/; yields its base URL."""
+    root = tmp_path_factory.mktemp("lab")
+    shutil.copytree(ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns("expected", "runs"))
+    with jupyterlab(root, root / "notebooks") as url:
+        yield url
+
+
 def wait_until_up(status_url: str, server: subprocess.Popen, log: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -99,3 +108,48 @@ def wait_until_up(status_url: str, server: subprocess.Popen, log: Path, timeout:
         except OSError:
             time.sleep(0.5)
     pytest.fail(f"JupyterLab did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+# --- a notebook in the page -------------------------------------------------------------------------------
+
+# What the notebook is doing, read through the JupyterLab application object (expose_app_in_browser).
+STATE_JS = """() => {
+  const panel = window.jupyterapp.shell.currentWidget;
+  if (!panel || !panel.content || !panel.sessionContext) return null;
+  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+  const cells = panel.content.widgets.filter(c => c.model.type === 'code');
+  const errors = [];
+  for (const c of cells) for (const o of c.model.outputs.toJSON())
+    if (o.output_type === 'error') errors.push(o.ename + ': ' + o.evalue);
+  return {status: kernel ? kernel.status : 'none', done: cells.filter(c => c.model.executionCount !== null).length,
+          cells: cells.length, errors: errors};
+}"""
+
+
+def shut_down_kernels(url: str) -> None:
+    """Ask the server (REST API) to shut down every running kernel."""
+    with urllib.request.urlopen(f"{url}/api/kernels?token={TOKEN}", timeout=30) as answer:
+        kernels = json.load(answer)
+    for kernel in kernels:
+        request = urllib.request.Request(f"{url}/api/kernels/{kernel['id']}?token={TOKEN}", method="DELETE")
+        urllib.request.urlopen(request, timeout=60).close()
+
+
+def open_notebook(page: Page, url: str, path: str) -> None:
+    """Open `path` (a notebook, relative to the server's root) alone in its own workspace; wait for its kernel."""
+    name = Path(path).stem
+    page.goto(f"{url}/lab/workspaces/{name}/tree/{path}?reset&token={TOKEN}")  # only this notebook open
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
+                           "&& window.jupyterapp.shell.currentWidget.sessionContext", timeout=120_000)
+    page.wait_for_function(f"() => {{ const s = ({STATE_JS})(); return s && s.status === 'idle'; }}",
+                           timeout=120_000)
+
+
+def new_page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser page whose console errors are collected in page.console_errors."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.console_errors = []
+    page.on("console", lambda message: page.console_errors.append(message.text) if message.type == "error" else None)
+    yield page
+    context.close()

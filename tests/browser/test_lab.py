@@ -8,51 +8,18 @@ the value worked out here independently (the stride 2^k, the anchor size and gri
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
-import urllib.request
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import SCREENSHOTS, TOKEN
+from tests.browser.conftest import SCREENSHOTS, STATE_JS, new_page, open_notebook, shut_down_kernels
 
 NOTEBOOKS = ["00_welcome_and_data", "01_bottom_up_pathway", "02_top_down_and_lateral", "03_anchors", "04_rpn",
              "05_roi_level_assignment", "06_fast_rcnn_head", "07_train_detector", "08_ablations"]
 RUN_TIMEOUT_S = 600
-
-# What the notebook is doing, read through the JupyterLab application object (expose_app_in_browser).
-STATE_JS = """() => {
-  const panel = window.jupyterapp.shell.currentWidget;
-  if (!panel || !panel.content || !panel.sessionContext) return null;
-  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
-  const cells = panel.content.widgets.filter(c => c.model.type === 'code');
-  const errors = [];
-  for (const c of cells) for (const o of c.model.outputs.toJSON())
-    if (o.output_type === 'error') errors.push(o.ename + ': ' + o.evalue);
-  return {status: kernel ? kernel.status : 'none', done: cells.filter(c => c.model.executionCount !== null).length,
-          cells: cells.length, errors: errors};
-}"""
-
-
-def shut_down_kernels(url: str) -> None:
-    """Ask the server (REST API) to shut down every running kernel."""
-    with urllib.request.urlopen(f"{url}/api/kernels?token={TOKEN}", timeout=30) as answer:
-        kernels = json.load(answer)
-    for kernel in kernels:
-        request = urllib.request.Request(f"{url}/api/kernels/{kernel['id']}?token={TOKEN}", method="DELETE")
-        urllib.request.urlopen(request, timeout=60).close()
-
-
-def open_notebook(page: Page, url: str, name: str) -> None:
-    page.goto(f"{url}/lab/workspaces/{name}/tree/{name}.ipynb?reset&token={TOKEN}")  # only this notebook open
-    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
-                           "&& window.jupyterapp.shell.currentWidget.sessionContext", timeout=120_000)
-    page.wait_for_function(f"() => {{ const s = ({STATE_JS})(); return s && s.status === 'idle'; }}",
-                           timeout=120_000)
-
 
 def run_all(page: Page) -> dict:
     """Run All, then wait until every code cell has run (or one failed) and the kernel is idle."""
@@ -68,23 +35,15 @@ def run_all(page: Page) -> dict:
 
 @pytest.fixture()
 def page(browser, lab_url):
-    """A fresh browser page whose console errors are collected in page.console_errors.
-
-    Afterwards every kernel is shut down, so that one notebook's kernel never slows the next one's run.
-    """
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.console_errors = []
-    page.on("console", lambda message: page.console_errors.append(message.text) if message.type == "error" else None)
-    yield page
-    context.close()
+    """A fresh page; afterwards every kernel is shut down, so one notebook's kernel never slows the next one's."""
+    yield from new_page(browser)
     shut_down_kernels(lab_url)
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_in_the_browser_and_its_widgets_answer(page, lab_url, name):
     """Run All: no error output, no broken widget, no news pop-up, no console error; then move the widgets."""
-    open_notebook(page, lab_url, name)
+    open_notebook(page, lab_url, f"{name}.ipynb")
     state = run_all(page)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=False)

@@ -1,0 +1,76 @@
+"""TrainState without training: the optimizer's groups, the lr schedule's edges, what a checkpoint holds,
+what resuming accepts and refuses."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from fpnlab.config import TrainConfig, get_preset
+from fpnlab.errors import FpnlabError
+from fpnlab.state import TrainState, build_model, lr_factor, make_optimizer
+
+# What TrainState.create reads of a training set.
+TRAIN_SET = SimpleNamespace(num_classes=3, categories=["circle", "square"], label_to_cat_id={1: 5, 2: 7})
+
+
+@pytest.fixture()
+def state() -> TrainState:
+    return TrainState.create(get_preset("test", iterations=20, warmup_iterations=5), TRAIN_SET, torch.device("cpu"))
+
+
+def test_weight_decay_applies_to_weights_only():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    decay, no_decay = make_optimizer(model, TrainConfig(weight_decay=1e-3, lr=0.05, momentum=0.8)).param_groups
+    assert [p.shape for p in decay["params"]] == [(4, 3)] and decay["weight_decay"] == 1e-3
+    assert [p.shape for p in no_decay["params"]] == [(4,), (4,), (4,)] and no_decay["weight_decay"] == 0.0
+    assert decay["lr"] == no_decay["lr"] == 0.05 and decay["momentum"] == 0.8
+
+
+def test_lr_schedule_at_its_edges():
+    # warm-up ends exactly where a step falls: the step applies at once
+    step = TrainConfig(iterations=100, warmup_iterations=50, lr_steps=(0.5,), gamma=0.1)
+    assert lr_factor(49, step) == pytest.approx(0.001 * (1 / 50) + 49 / 50) and lr_factor(50, step) == 0.1
+    # cosine over a single iteration after warm-up: 1 at its start, 0 at its end, and 0 after the end
+    cosine = TrainConfig(iterations=11, warmup_iterations=10, schedule="cosine")
+    assert lr_factor(10, cosine) == 1.0 and lr_factor(11, cosine) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(60, cosine) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(10, TrainConfig(iterations=30, warmup_iterations=10, schedule="cosine")) == 1.0
+    assert lr_factor(20, TrainConfig(iterations=30, warmup_iterations=10, schedule="cosine")) == \
+        pytest.approx(0.5 * (1 + math.cos(math.pi / 2)))
+
+
+def test_the_model_is_the_configs(state):
+    cfg = get_preset("test")
+    assert build_model(cfg, 3).config == dataclasses.replace(cfg.model, num_classes=3)
+    assert state.detector.config == dataclasses.replace(state.cfg.model, num_classes=3)
+    assert state.lr() == pytest.approx(state.cfg.lr * state.cfg.warmup_factor)  # warm-up starts low
+
+
+def test_a_checkpoint_holds_the_class_mapping_and_the_settings(state):
+    checkpoint = state.checkpoint(loss=1.5)
+    assert checkpoint["categories"] == ["circle", "square"] and checkpoint["label_to_cat_id"] == {1: 5, 2: 7}
+    assert checkpoint["train_config"] == state.cfg.to_dict() and checkpoint["loss"] == 1.5
+    assert state.changed_settings(checkpoint) == []
+    changed = {**checkpoint, "train_config": {**checkpoint["train_config"], "lr": 0.5, "seed": 9}}
+    assert state.changed_settings(changed) == ["lr", "seed"]
+    assert state.changed_settings({}) == []  # an old checkpoint without settings: nothing to compare
+
+
+def test_resume_accepts_a_finished_run_and_refuses_what_cannot_continue(state):
+    checkpoint = state.checkpoint()
+    state.restore({**checkpoint, "iteration": 20}, "done.pt")  # all 20 done: nothing left, not an error
+    assert state.iteration == 20
+    with pytest.raises(FpnlabError) as err:
+        state.restore({**checkpoint, "iteration": 21}, "long.pt")
+    assert str(err.value) == ("long.pt has already trained 21 iterations, more than iterations=20; raise iterations "
+                              "to continue it, or use another run folder.")
+    exported = {k: v for k, v in checkpoint.items() if k != "optimizer"}
+    with pytest.raises(FpnlabError) as err:
+        state.restore(exported, "model.pt")
+    assert str(err.value) == "model.pt holds weights only (an exported model), no training state to resume."
+    with pytest.raises(FpnlabError, match=r"^checkpoint other.pt does not match the model: "):
+        state.restore({**checkpoint, "model": {}}, "other.pt")
