@@ -291,7 +291,7 @@ def table_rows(measured: dict[str, dict[str, dict[str, float]]]) -> list[dict[st
 def format_table(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'metric':<17}{'precision':>10}{'torchvision':>13}{'fpnlab':>11}{'fpnlab/torchvision':>20}"]
     for r in rows:
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.3f}"
         lines.append(f"{r['metric']:<17}{r['precision']:>10}{r['torchvision']:>13.2f}{r['fpnlab']:>11.2f}{ratio:>20}")
     return "\n".join(lines)
 

@@ -29,7 +29,7 @@ def test_detector_speed_prints_every_row_with_positive_ratios_and_equal_detectio
     rows = re.findall(r"^(train img/s|infer ms/img b1|infer img/s)\s+(fp32|bf16)\s+(\S+)\s+(\S+)\s+(\S+)$", out, re.M)
     assert sorted((metric, precision) for metric, precision, *_ in rows) == sorted(
         (m, p) for m in ("train img/s", "infer ms/img b1", "infer img/s") for p in ("fp32", "bf16"))
-    for _, _, torchvision, fpnlab, ratio in rows:  # printed with 2 decimals: the ratio within rounding
+    for _, _, torchvision, fpnlab, ratio in rows:  # values with 2 decimals, the ratio with 3 (never rounded twice)
         tv, ours, half = float(torchvision), float(fpnlab), 0.005
         assert tv > 0 and ours > 0
         assert (ours - half) / (tv + half) - half <= float(ratio) <= (ours + half) / (tv - half) + half

@@ -2,23 +2,21 @@
 
 Expected values: areas worked out by hand, and torchvision.ops.box_area.
 """
+from functools import partial
+
 import torch
 import torchvision
 from otter.test_files import test_case
 
-from fpnlab import boxes, units
+from fpnlab import boxes, case_inputs, units
 
 OK_FORMAT = False
 name = "area"
 points = 1
 
 
-def random_boxes(n, seed, dtype=torch.float32):
-    """n valid boxes, some reaching past the image's top-left corner (negative coordinates)."""
-    gen = torch.Generator().manual_seed(seed)
-    xy = torch.rand(n, 2, generator=gen, dtype=torch.float64) * 300 - 50
-    wh = torch.rand(n, 2, generator=gen, dtype=torch.float64) * 120
-    return torch.cat([xy, xy + wh], 1).to(dtype=dtype, device=units.DEVICE)
+# valid boxes, some past the image's top-left corner (negative coordinates)
+random_boxes = partial(case_inputs.random_boxes, low=-50.0, span=300.0, min_size=0.0, max_size=120.0)
 
 
 @test_case(name="three boxes worked out by hand: 10 x 20, a zero-width one, one around the origin")

@@ -4,24 +4,21 @@ fpnlab/boxes.py `BoxCoder.encode`.
 Expected values: targets worked out by hand, and torchvision's BoxCoder.encode_single.
 """
 import math
+from functools import partial
 
 import torch
 from otter.test_files import test_case
 from torchvision.models.detection._utils import BoxCoder as TvBoxCoder
 
-from fpnlab import boxes, units
+from fpnlab import boxes, case_inputs, units
 
 OK_FORMAT = False
 name = "encode"
 points = 2
 
 
-def random_boxes(n, seed, dtype=torch.float32):
-    """n boxes with positive width and height, some reaching past the image's top-left corner."""
-    gen = torch.Generator().manual_seed(seed)
-    xy = torch.rand(n, 2, generator=gen, dtype=torch.float64) * 200 - 30
-    wh = torch.rand(n, 2, generator=gen, dtype=torch.float64) * 90 + 1
-    return torch.cat([xy, xy + wh], 1).to(dtype=dtype, device=units.DEVICE)
+# boxes with positive sides, some past the image's top-left corner
+random_boxes = partial(case_inputs.random_boxes, low=-30.0, span=200.0, min_size=1.0, max_size=91.0)
 
 
 @test_case(name="by hand: a 10 x 10 anchor, a gt shifted by half its size (0.5, 0.5, 0, 0) and one twice as wide")

@@ -2,23 +2,21 @@
 
 Expected values: overlaps worked out by hand, and torchvision.ops.box_iou.
 """
+from functools import partial
+
 import torch
 import torchvision
 from otter.test_files import test_case
 
-from fpnlab import boxes, units
+from fpnlab import boxes, case_inputs, units
 
 OK_FORMAT = False
 name = "iou"
 points = 2
 
 
-def random_boxes(n, seed, dtype=torch.float32):
-    """n valid boxes, some reaching past the image's top-left corner (negative coordinates)."""
-    gen = torch.Generator().manual_seed(seed)
-    xy = torch.rand(n, 2, generator=gen, dtype=torch.float64) * 200 - 40
-    wh = torch.rand(n, 2, generator=gen, dtype=torch.float64) * 90 + 0.5
-    return torch.cat([xy, xy + wh], 1).to(dtype=dtype, device=units.DEVICE)
+# valid boxes, some past the image's top-left corner (negative coordinates)
+random_boxes = partial(case_inputs.random_boxes, low=-40.0, span=200.0, min_size=0.5, max_size=90.5)
 
 
 def box_list(rows, dtype=torch.float32):

@@ -2,23 +2,21 @@
 
 Expected values: kept indices worked out by hand, and torchvision.ops.nms.
 """
+from functools import partial
+
 import torch
 import torchvision
 from otter.test_files import test_case
 
-from fpnlab import boxes, units
+from fpnlab import boxes, case_inputs, units
 
 OK_FORMAT = False
 name = "nms"
 points = 3
 
 
-def random_boxes(n, seed, dtype=torch.float32):
-    """n boxes crowded into a 120 x 120 area, so that many overlap."""
-    gen = torch.Generator().manual_seed(seed)
-    xy = torch.rand(n, 2, generator=gen, dtype=torch.float64) * 100 - 10
-    wh = torch.rand(n, 2, generator=gen, dtype=torch.float64) * 40 + 2
-    return torch.cat([xy, xy + wh], 1).to(dtype=dtype, device=units.DEVICE)
+# boxes crowded into a 120 x 120 area, so that many overlap
+random_boxes = partial(case_inputs.random_boxes, low=-10.0, span=100.0, min_size=2.0, max_size=42.0)
 
 
 def random_scores(n, seed, dtype=torch.float32):
