@@ -22,13 +22,16 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 # Jupyter refuses to run as root (containers, some lab machines) unless told it may.
 AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-# fpnlab.jupyter_setup: JupyterLab starts without the news pop-up, and nbstripout becomes this checkout's
+# fpnlab.teaching.jupyter_setup: JupyterLab starts without the news pop-up, and nbstripout becomes this checkout's
 # git filter: running the notebooks never changes what git diff or a commit sees (your outputs stay in your files).
 lab: $(VENV)/.lab-installed
-	$(BIN)/python -m fpnlab.jupyter_setup
+	$(BIN)/python -m fpnlab.teaching.jupyter_setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(AS_ROOT) $(JUPYTER_ARGS)
 
+# Format and lint first (ruff, configured in pyproject.toml): seconds, and a failure names the file and line.
 test: $(VENV)/.test-installed
+	$(BIN)/ruff format --check --quiet .
+	$(BIN)/ruff check --quiet .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The shipped demo detector data/checkpoints/demo.pt: the demo preset trained on shapes-mini (CPU, ~10 min on
@@ -46,7 +49,7 @@ notebook-outputs: $(VENV)/.test-installed
 assignments: $(VENV)/.test-installed
 	$(BIN)/python -m assignments.build --out dist
 
-# Mutation testing, one module against its own tests (not part of `make test`): make mutate MODULE=levels
+# Mutation testing, one module against its own tests (not part of `make test`): make mutate MODULE=model/levels
 mutate: $(VENV)/.test-installed
 	$(BIN)/python -m pip install -q "mutmut>=3.3,<4"
 	$(BIN)/python tools/mutate.py $(MODULE)

@@ -7,6 +7,7 @@ Progress bars in tests take a lock of their own process and run without tqdm's m
 default lock is shared by every process forked from one parent (mutmut forks a test process per mutant):
 one killed while holding it (a timeout) leaves it taken for all the others, and each of their bars hangs.
 """
+
 from __future__ import annotations
 
 import threading
@@ -35,5 +36,12 @@ def pytest_collection_modifyitems(items: list) -> None:
         if entry is not None and entry["source"] == source_hash(cell.source):
             cell.outputs = [nbformat.from_dict(output) for output in entry["outputs"]]
         else:  # stale or missing: compare with a note that says what to do
-            cell.outputs = [nbformat.from_dict({"output_type": "stream", "name": "stdout", "text":
-                            "no expected output recorded for this cell: run `make notebook-outputs`\n"})]
+            cell.outputs = [
+                nbformat.from_dict(
+                    {
+                        "output_type": "stream",
+                        "name": "stdout",
+                        "text": "no expected output recorded for this cell: run `make notebook-outputs`\n",
+                    }
+                )
+            ]

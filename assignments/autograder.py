@@ -1,14 +1,15 @@
 """The autograder: its folder (instructors only) and the Gradescope zip that `otter generate` makes of it.
 
-    autograder/tests/<unit>.py        every case, visible and hidden; capstone.py, analysis.py
-    autograder/files/grade.py         what otter runs as the submission (assignments/grade.py)
-    autograder/files/autograde/       release/fpnlab (the student release's package, the base of grading),
-                                      data/shapes-mini, assignments/ (the grading code)
-    autograder/otter_config.json, requirements.txt
-    autograder/rubric.md, model_analysis.md     for grading the written analysis by hand
-    autograder/solution.zip           a submission made of the solution: it must score 100%
-    autograder.zip                    beside the folder: upload it to Gradescope, or grade with `otter run`
+autograder/tests/<unit>.py        every case, visible and hidden; capstone.py, analysis.py
+autograder/files/grade.py         what otter runs as the submission (assignments/grade.py)
+autograder/files/autograde/       release/fpnlab (the student release's package, the base of grading),
+                                  data/shapes-mini, assignments/ (the grading code)
+autograder/otter_config.json, requirements.txt
+autograder/rubric.md, model_analysis.md     for grading the written analysis by hand
+autograder/solution.zip           a submission made of the solution: it must score 100%
+autograder.zip                    beside the folder: upload it to Gradescope, or grade with `otter run`
 """
+
 from __future__ import annotations
 
 import json
@@ -65,9 +66,15 @@ def gradescope_zip(autograder: Path, zip_path: Path) -> Path:
     """`otter generate` on the autograder folder: the zip Gradescope builds its grading image from."""
     folder, target = autograder.resolve(), zip_path.resolve()  # otter generate runs inside files/
     with chdir(folder / "files"):
-        otter_generate(tests_dir=str(folder / "tests"), output_path=str(target),
-                       config=str(folder / "otter_config.json"), requirements=str(folder / "requirements.txt"),
-                       no_environment=True, files=["grade.py", "autograde"], python_version=PYTHON)
+        otter_generate(
+            tests_dir=str(folder / "tests"),
+            output_path=str(target),
+            config=str(folder / "otter_config.json"),
+            requirements=str(folder / "requirements.txt"),
+            no_environment=True,
+            files=["grade.py", "autograde"],
+            python_version=PYTHON,
+        )
     return zip_path
 
 

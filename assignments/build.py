@@ -7,6 +7,7 @@
 
 Everything is made afresh: an existing --out folder is emptied only when it holds a previous build.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,11 @@ def build(out: Path, points_file: Path = POINTS, zip_: bool = True) -> dict[str,
     tests = test_sources(points)
     release = write_release(out / "student", points, tests)
     autograder = write_autograder(out / "autograder", release, points, tests)
-    made = {"student": release, "fpn-assignment.zip": release_zip(release, out / "fpn-assignment.zip"),
-            "autograder": autograder}
+    made = {
+        "student": release,
+        "fpn-assignment.zip": release_zip(release, out / "fpn-assignment.zip"),
+        "autograder": autograder,
+    }
     if zip_:
         made["autograder.zip"] = gradescope_zip(autograder, out / "autograder.zip")
     return made
@@ -43,8 +47,10 @@ def clear(out: Path) -> None:
         return
     others = sorted(p.name for p in out.iterdir() if p.name not in MADE_HERE)
     if not out.is_dir() or others:
-        raise FpnlabError(f"{out} holds files the build did not make ({', '.join(others[:3]) or out.name}); "
-                          "pick another --out or empty it.")
+        raise FpnlabError(
+            f"{out} holds files the build did not make ({', '.join(others[:3]) or out.name}); "
+            "pick another --out or empty it."
+        )
     for name in MADE_HERE:
         path = out / name
         if path.is_dir():

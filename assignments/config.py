@@ -1,18 +1,20 @@
 """What the build reads: the points file an instructor edits, and the paths of the lab and of a release.
 
 points.toml holds every number of the grading: points per unit, the capstone's points, AP50 threshold and
-val images, and the points of the hand-graded analysis. It is checked against fpnlab.units.UNITS, so a
+val images, and the points of the hand-graded analysis. It is checked against fpnlab.grading.UNITS, so a
 unit added to the lab without points (or points for a unit that is gone) stops the build with one line.
 """
+
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import tomllib
+
 from fpnlab.errors import FpnlabError
-from fpnlab.units import UNITS
+from fpnlab.grading import UNITS
 
 REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = REPO / "assignments"
@@ -37,7 +39,7 @@ class Capstone:
 class Points:
     """Everything points.toml says."""
 
-    units: dict[str, float]  # unit -> points, in fpnlab.units.UNITS order
+    units: dict[str, float]  # unit -> points, in fpnlab.grading.UNITS order
     capstone: Capstone
     analysis: float  # hand-graded
 
@@ -56,11 +58,15 @@ def read_points(path: Path = POINTS) -> Points:
     units = _section(data, "units", path)
     missing, unknown = [u for u in UNITS if u not in units], [u for u in units if u not in UNITS]
     if missing or unknown:
-        raise FpnlabError(f"{path}: [units] must give points to exactly the units of fpnlab.units.UNITS; "
-                          f"missing: {', '.join(missing) or 'none'}; unknown: {', '.join(unknown) or 'none'}.")
+        raise FpnlabError(
+            f"{path}: [units] must give points to exactly the units of fpnlab.grading.UNITS; "
+            f"missing: {', '.join(missing) or 'none'}; unknown: {', '.join(unknown) or 'none'}."
+        )
     capstone, manual = _section(data, "capstone", path), _section(data, "manual", path)
-    numbers = {f"units.{u}": units[u] for u in UNITS} | {"capstone.points": capstone.get("points"),
-                                                          "manual.analysis": manual.get("analysis")}
+    numbers = {f"units.{u}": units[u] for u in UNITS} | {
+        "capstone.points": capstone.get("points"),
+        "manual.analysis": manual.get("analysis"),
+    }
     for name, value in numbers.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
             raise FpnlabError(f"{path}: {name} must be a number of points >= 0, got {value!r}.")

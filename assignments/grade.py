@@ -5,6 +5,7 @@ there; the student's files are in the same folder (fpnlab/, notebooks/, runs/), 
 ../source/files/autograde. It builds the package the tests import: the autograder's copy of the student
 release with the code between each unit's markers taken from the submission (assignments/grading.py).
 """
+
 import sys
 from pathlib import Path
 

@@ -1,7 +1,7 @@
 """Grading one submission: the package the tests import is the release with the student's units spliced in.
 
 Only the code between each unit's markers comes from the submission; every other line of fpnlab, and
-fpnlab/units.py (the switch, `refusal`, the comparisons) whole, is the autograder's own copy of the
+fpnlab/grading/ (the switch, `refusal`, the comparisons) whole, is the autograder's own copy of the
 student release. So nothing outside the units can be changed to pass a test, and the guards that let
 torchvision stand in for the other units while one is graded are always there.
 
@@ -9,6 +9,7 @@ A unit that cannot be taken (its file is not in the submission, its markers are 
 compile) keeps a line that raises NotImplementedError saying why: that unit earns nothing, the others
 are graded as usual.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -19,7 +20,7 @@ import zipfile
 from pathlib import Path
 
 from fpnlab.errors import FpnlabError
-from fpnlab.units import UNITS, regions
+from fpnlab.grading import UNITS, regions
 
 GRADED = "graded"  # beside the submission folder: graded/fpnlab is what the tests import
 
@@ -83,13 +84,15 @@ def splice(release: str, student: str | None, path: str) -> tuple[str, dict[str,
     student_lines = student.splitlines() if student is not None else []
     for name, (begin, end) in sorted(regions(release, path).items(), key=lambda item: -item[1][0]):
         indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
-        code = student_lines[theirs[name][0] + 1:theirs[name][1]] if name in theirs else None
+        code = student_lines[theirs[name][0] + 1 : theirs[name][1]] if name in theirs else None
         reason = notes.get(name) or why_not(name, code, lines, (begin, end), path, student is None)
         if reason is None:
-            lines[begin + 1:end] = code
+            lines[begin + 1 : end] = code
         else:
             notes[name] = reason
-            lines[begin + 1:end] = [f"{indent}raise NotImplementedError({f'unit {name!r} was not graded: {reason}'!r})"]
+            lines[begin + 1 : end] = [
+                f"{indent}raise NotImplementedError({f'unit {name!r} was not graded: {reason}'!r})"
+            ]
     return "\n".join(lines) + "\n", notes
 
 
@@ -97,17 +100,18 @@ def paste_unit(target: str, source: str, unit: str) -> str:
     """`target` (a module's text) with the code of `unit` taken from `source` (another version of it)."""
     target_lines, source_lines = target.splitlines(), source.splitlines()
     (begin, end), (s_begin, s_end) = regions(target)[unit], regions(source)[unit]
-    return "\n".join(target_lines[:begin + 1] + source_lines[s_begin + 1:s_end] + target_lines[end:]) + "\n"
+    return "\n".join(target_lines[: begin + 1] + source_lines[s_begin + 1 : s_end] + target_lines[end:]) + "\n"
 
 
-def why_not(name: str, code: list[str] | None, lines: list[str], span: tuple[int, int], path: str,
-            no_file: bool) -> str | None:
+def why_not(
+    name: str, code: list[str] | None, lines: list[str], span: tuple[int, int], path: str, no_file: bool
+) -> str | None:
     """Why the student's `code` for unit `name` cannot go into the release's `lines`, or None when it can."""
     if no_file:
         return f"{path} is not in the submission."
     if code is None:
         return f"its markers '# BEGIN UNIT {name}' and '# END UNIT {name}' are not in the submitted {path}."
-    candidate = lines[:span[0] + 1] + code + lines[span[1]:]
+    candidate = lines[: span[0] + 1] + code + lines[span[1] :]
     try:
         compile("\n".join(candidate) + "\n", path, "exec")
     except SyntaxError as err:

@@ -12,6 +12,7 @@
 Nothing else of the repository goes out: not the solution's code, not a hidden test, not instructor/.
 `release_zip` packs the folder as fpn-assignment.zip (everything under fpn-assignment/).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -25,7 +26,7 @@ from assignments.notebook import assignment_notebook
 from assignments.stubs import stub_module
 from assignments.testfiles import fill_settings, visible_only
 from fpnlab.errors import FpnlabError
-from fpnlab.units import UNITS
+from fpnlab.grading import UNITS
 
 EXTRA_TESTS = ("capstone", "analysis")  # test files beside the units' own
 RESULTS = ("ablation_rpn_cpu.json",)
@@ -42,8 +43,12 @@ def test_sources(points: Points) -> dict[str, str]:
             raise FpnlabError(f"unit {name!r} has no test file {path}; every unit needs one.")
         values: dict[str, object] = {"points": points.units[name]} if name in UNITS else {}
         if name == "capstone":
-            values = {"points": points.capstone.points, "AP50": points.capstone.ap50,
-                      "VAL_IMAGES": points.capstone.val_images, "MODEL": CAPSTONE_MODEL}
+            values = {
+                "points": points.capstone.points,
+                "AP50": points.capstone.ap50,
+                "VAL_IMAGES": points.capstone.val_images,
+                "MODEL": CAPSTONE_MODEL,
+            }
         sources[name] = fill_settings(path.read_text(encoding="utf-8"), values, str(path))
     return sources
 

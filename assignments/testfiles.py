@@ -6,6 +6,7 @@ its decorator and the blank lines after it, so neither a hidden case's code nor 
 a hidden case needs lives inside it. Settings the build fills in are plain assignments at the top of a
 file (`points = ...`, `AP50 = ...`), replaced by the values of points.toml.
 """
+
 from __future__ import annotations
 
 import ast
@@ -19,16 +20,21 @@ def is_hidden(node: ast.AST) -> bool:
     """True for a function decorated with `test_case(..., hidden=True)`."""
     if not isinstance(node, ast.FunctionDef):
         return False
-    return any(isinstance(d, ast.Call) and getattr(d.func, "id", None) == "test_case"
-               and any(k.arg == "hidden" and isinstance(k.value, ast.Constant) and k.value.value is True
-                       for k in d.keywords)
-               for d in node.decorator_list)
+    return any(
+        isinstance(d, ast.Call)
+        and getattr(d.func, "id", None) == "test_case"
+        and any(k.arg == "hidden" and isinstance(k.value, ast.Constant) and k.value.value is True for k in d.keywords)
+        for d in node.decorator_list
+    )
 
 
 def case_names(source: str, hidden: bool) -> list[str]:
     """The function names of the hidden (or the visible) cases of a test file."""
-    return [node.name for node in ast.parse(source).body
-            if isinstance(node, ast.FunctionDef) and node.decorator_list and is_hidden(node) == hidden]
+    return [
+        node.name
+        for node in ast.parse(source).body
+        if isinstance(node, ast.FunctionDef) and node.decorator_list and is_hidden(node) == hidden
+    ]
 
 
 def visible_only(source: str) -> str:
@@ -50,5 +56,5 @@ def fill_settings(source: str, values: dict[str, Any], path: str) -> str:
         if len(pattern.findall(source)) != 1:
             raise FpnlabError(f"{path} needs exactly one line '{name} = ...' for the build to fill in.")
         line = f"{name} = {value!r}  # set by the build (assignments/points.toml)"
-        source = pattern.sub(lambda _: line, source)
+        source = pattern.sub(lambda _, line=line: line, source)
     return source

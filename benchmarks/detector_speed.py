@@ -5,7 +5,7 @@
     python benchmarks/detector_speed.py --save           # also write results/benchmark_<device>.json
 
 torchvision's detector is built with random weights (nothing is downloaded) and copied into fpnlab with
-fpnlab.torchvision_port.from_torchvision, so both compute the same function. Measured, per precision:
+fpnlab.model.torchvision_port.from_torchvision, so both compute the same function. Measured, per precision:
 
     train img/s       forward + backward + SGD step on batches of `--batch` images, ~`--boxes` boxes each
     infer ms/img b1   median latency of one image (eval mode, inference_mode)
@@ -16,24 +16,26 @@ and, before any timing, the fp32 detections of both (TF32 off) with their larges
 The table's last column is fpnlab / torchvision; the issue's targets (train bf16 >= 1.5x, batch-1 latency
 <= 0.7x, memory <= 1x) are checked at the end.
 """
+
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import contextlib
+import dataclasses
 import shlex
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
-from fpnlab.torchvision_port import from_torchvision
 from fpnlab.env import device_name
+from fpnlab.model.torchvision_port import from_torchvision
 from fpnlab.results import write_result
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
@@ -58,8 +60,14 @@ class Settings:
 
 # On a CPU, fewer proposals and ROIs too: torchvision's 512 ROIs per image make the 12544 x 1024 fc6
 # layer alone cost ~13 GMAC per image, minutes per step on a laptop.
-CPU_HEADS = dict(rpn_pre_nms_top_n_train=300, rpn_post_nms_top_n_train=300, rpn_pre_nms_top_n_test=150,
-                 rpn_post_nms_top_n_test=150, box_batch_size_per_image=64, box_detections_per_img=50)
+CPU_HEADS = dict(
+    rpn_pre_nms_top_n_train=300,
+    rpn_post_nms_top_n_train=300,
+    rpn_pre_nms_top_n_test=150,
+    rpn_post_nms_top_n_test=150,
+    box_batch_size_per_image=64,
+    box_detections_per_img=50,
+)
 
 
 def default_settings(device: str) -> dict[str, Any]:
@@ -71,6 +79,7 @@ def default_settings(device: str) -> dict[str, Any]:
 
 # --- models and data --------------------------------------------------------------------------------
 
+
 def build_pair(settings: Settings) -> tuple[nn.Module, nn.Module]:
     """(torchvision's fasterrcnn_resnet50_fpn with random weights, fpnlab's copy of it), on the device.
 
@@ -79,8 +88,9 @@ def build_pair(settings: Settings) -> tuple[nn.Module, nn.Module]:
     """
     torch.manual_seed(settings.seed)
     short, long = sorted((settings.height, settings.width))
-    reference = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=NUM_CLASSES,
-                                        min_size=short, max_size=long, **settings.heads)
+    reference = fasterrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=NUM_CLASSES, min_size=short, max_size=long, **settings.heads
+    )
     ours = from_torchvision(reference)
     return reference.to(settings.device), ours.to(settings.device)
 
@@ -94,13 +104,18 @@ def make_batch(settings: Settings, batch: int, seed: int) -> tuple[list[Tensor],
         images.append(torch.rand(3, h, w, generator=g))
         sides = 16 + torch.rand(n, 2, generator=g) * (torch.tensor([w, h]) / 2 - 16)  # (n, 2) width, height
         corner = torch.rand(n, 2, generator=g) * (torch.tensor([w, h]) - sides)  # (n, 2) x1, y1
-        targets.append({"boxes": torch.cat([corner, corner + sides], dim=1),
-                        "labels": torch.randint(1, NUM_CLASSES, (n,), generator=g)})
+        targets.append(
+            {
+                "boxes": torch.cat([corner, corner + sides], dim=1),
+                "labels": torch.randint(1, NUM_CLASSES, (n,), generator=g),
+            }
+        )
     device = settings.device
     return [i.to(device) for i in images], [{k: v.to(device) for k, v in t.items()} for t in targets]
 
 
 # --- timing -----------------------------------------------------------------------------------------
+
 
 def synchronize(device: str) -> None:
     if device.startswith("cuda"):
@@ -146,10 +161,10 @@ def train_speed(model: nn.Module, settings: Settings, precision: str) -> dict[st
             losses.append(loss.detach())
 
         seconds = timed(step, settings.warmup, settings.train_iters, settings.device)
-        del optimizer
         model.zero_grad(set_to_none=True)  # the next phase starts without gradients, like this one
-    out.update(train_img_s=settings.batch / statistics.fmean(seconds),
-               first_loss=float(losses[0]), last_loss=float(losses[-1]))
+    out.update(
+        train_img_s=settings.batch / statistics.fmean(seconds), first_loss=float(losses[0]), last_loss=float(losses[-1])
+    )
     return out
 
 
@@ -164,6 +179,7 @@ def infer_speed(model: nn.Module, settings: Settings, precision: str) -> dict[st
         def call() -> None:
             with autocast(settings.device, precision):
                 model(images)
+
         return call
 
     out: dict[str, float] = {}
@@ -199,6 +215,7 @@ def timed(fn: Callable[[], None], warmup: int, iters: int, device: str, each: bo
 
 # --- equality ---------------------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def strict_fp32() -> Iterator[None]:
     """TF32 off inside the block: the equality checks compare true fp32 results."""
@@ -221,10 +238,14 @@ def detection_difference(reference: nn.Module, ours: nn.Module, settings: Settin
     same_count = all(a == b for a, b in counts)
     diff = {"images": len(images), "detections": counts, "same_count": same_count}
     if same_count:
-        diff["max_abs_diff_boxes"] = max((float((e["boxes"] - g["boxes"]).abs().max()) for e, g in zip(expected, got)
-                                          if len(e["boxes"])), default=0.0)
-        diff["max_abs_diff_scores"] = max((float((e["scores"] - g["scores"]).abs().max())
-                                           for e, g in zip(expected, got) if len(e["scores"])), default=0.0)
+        diff["max_abs_diff_boxes"] = max(
+            (float((e["boxes"] - g["boxes"]).abs().max()) for e, g in zip(expected, got) if len(e["boxes"])),
+            default=0.0,
+        )
+        diff["max_abs_diff_scores"] = max(
+            (float((e["scores"] - g["scores"]).abs().max()) for e, g in zip(expected, got) if len(e["scores"])),
+            default=0.0,
+        )
         diff["labels_equal"] = all(torch.equal(e["labels"], g["labels"]) for e, g in zip(expected, got))
     return diff
 
@@ -283,8 +304,15 @@ def table_rows(measured: dict[str, dict[str, dict[str, float]]]) -> list[dict[st
         for label, key, _ in ROWS:
             if key in by_impl["torchvision"] and key in by_impl["fpnlab"]:
                 tv, ours = by_impl["torchvision"][key], by_impl["fpnlab"][key]
-                rows.append({"metric": label, "precision": precision, "torchvision": round(tv, 3),
-                             "fpnlab": round(ours, 3), "ratio": round(ours / tv, 3) if tv else None})
+                rows.append(
+                    {
+                        "metric": label,
+                        "precision": precision,
+                        "torchvision": round(tv, 3),
+                        "fpnlab": round(ours, 3),
+                        "ratio": round(ours / tv, 3) if tv else None,
+                    }
+                )
     return rows
 
 
@@ -298,17 +326,24 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def check_targets(rows: list[dict[str, Any]]) -> list[str]:
     """The issue's targets, each as 'target: measured -> met / NOT met' (only those measured)."""
+
     def ratio(metric: str, precision: str) -> float | None:
         return next((r["ratio"] for r in rows if r["metric"] == metric and r["precision"] == precision), None)
 
-    checks = [("train img/s bf16 >= 1.5x torchvision", ratio("train img/s", "bf16"), lambda x: x >= 1.5),
-              ("batch-1 latency fp32 <= 0.7x torchvision", ratio("infer ms/img b1", "fp32"), lambda x: x <= 0.7),
-              ("peak train memory bf16 <= torchvision", ratio("peak train MiB", "bf16"), lambda x: x <= 1.0)]
-    return [f"{name}: {value:.2f}x -> {'met' if ok(value) else 'NOT met'}" for name, value, ok in checks
-            if value is not None]
+    checks = [
+        ("train img/s bf16 >= 1.5x torchvision", ratio("train img/s", "bf16"), lambda x: x >= 1.5),
+        ("batch-1 latency fp32 <= 0.7x torchvision", ratio("infer ms/img b1", "fp32"), lambda x: x <= 0.7),
+        ("peak train memory bf16 <= torchvision", ratio("peak train MiB", "bf16"), lambda x: x <= 1.0),
+    ]
+    return [
+        f"{name}: {value:.2f}x -> {'met' if ok(value) else 'NOT met'}"
+        for name, value, ok in checks
+        if value is not None
+    ]
 
 
 # --- main -------------------------------------------------------------------------------------------
+
 
 def parse_args(argv: list[str] | None) -> tuple[Settings, bool]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -347,32 +382,51 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     first_losses = loss_difference(reference, ours, settings)
     measured: dict[str, dict[str, dict[str, float]]] = {}
     for precision in settings.precisions:  # inference first, while both still hold the same weights
-        measured[precision] = {name: infer_speed(model, settings, precision)
-                               for name, model in zip(IMPLEMENTATIONS, (reference, ours))}
+        measured[precision] = {
+            name: infer_speed(model, settings, precision) for name, model in zip(IMPLEMENTATIONS, (reference, ours))
+        }
     for precision in settings.precisions:
         for name, model in zip(IMPLEMENTATIONS, (reference, ours)):
             measured[precision][name].update(train_speed(model, settings, precision))
     rows = table_rows(measured)
-    print(f"detector speed on {device_name(settings.device)}: batch {settings.batch} of "
-          f"{settings.height}x{settings.width}, {settings.boxes} boxes/image, {settings.train_iters} train / "
-          f"{settings.infer_iters} infer iterations after {settings.warmup} warm-up")
+    print(
+        f"detector speed on {device_name(settings.device)}: batch {settings.batch} of "
+        f"{settings.height}x{settings.width}, {settings.boxes} boxes/image, {settings.train_iters} train / "
+        f"{settings.infer_iters} infer iterations after {settings.warmup} warm-up"
+    )
     print(format_table(rows))
     print("fp32 detections (TF32 off, score threshold 0):", format_equality(equality))
-    print("fp32 losses, one batch, same sampling seed (torchvision / fpnlab): " + ", ".join(
-        f"{term} {v['torchvision']:.5f} / {v['fpnlab']:.5f}" for term, v in first_losses.items()))
+    print(
+        "fp32 losses, one batch, same sampling seed (torchvision / fpnlab): "
+        + ", ".join(f"{term} {v['torchvision']:.5f} / {v['fpnlab']:.5f}" for term, v in first_losses.items())
+    )
     for precision, by_impl in measured.items():
-        print(f"timed training loss {precision} (first -> last step): " + ", ".join(
-            f"{name} {m['first_loss']:.4f} -> {m['last_loss']:.4f}" for name, m in by_impl.items()))
+        print(
+            f"timed training loss {precision} (first -> last step): "
+            + ", ".join(f"{name} {m['first_loss']:.4f} -> {m['last_loss']:.4f}" for name, m in by_impl.items())
+        )
     targets = check_targets(rows)
     where = "" if settings.device.startswith("cuda") else " (set for one H100; a CPU run only shows the ratio)"
     for line in targets:
         print(f"target{where}: {line}")
-    record = {"settings": asdict(settings), "rows": rows, "detections": equality, "first_losses": first_losses,
-              "loss": {p: {n: {"first": m["first_loss"], "last": m["last_loss"]} for n, m in by_impl.items()}
-                       for p, by_impl in measured.items()}, "targets": targets}
+    record = {
+        "settings": asdict(settings),
+        "rows": rows,
+        "detections": equality,
+        "first_losses": first_losses,
+        "loss": {
+            p: {n: {"first": m["first_loss"], "last": m["last_loss"]} for n, m in by_impl.items()}
+            for p, by_impl in measured.items()
+        },
+        "targets": targets,
+    }
     if save:
-        path = write_result(f"benchmark_{torch.device(settings.device).type}", record, device=settings.device,
-                            command=shlex.join(["python", "benchmarks/detector_speed.py", *(argv or sys.argv[1:])]))
+        path = write_result(
+            f"benchmark_{torch.device(settings.device).type}",
+            record,
+            device=settings.device,
+            command=shlex.join(["python", "benchmarks/detector_speed.py", *(argv or sys.argv[1:])]),
+        )
         print(f"wrote {path}")
     return record
 
@@ -381,8 +435,10 @@ def format_equality(diff: dict[str, Any]) -> str:
     counts = ", ".join(f"{a}/{b}" for a, b in diff["detections"])
     if not diff["same_count"]:
         return f"DIFFERENT numbers of detections (torchvision/fpnlab per image: {counts})"
-    return (f"detections per image {counts}, max |diff| boxes {diff['max_abs_diff_boxes']:.2e} px, "
-            f"scores {diff['max_abs_diff_scores']:.2e}, labels {'equal' if diff['labels_equal'] else 'DIFFERENT'}")
+    return (
+        f"detections per image {counts}, max |diff| boxes {diff['max_abs_diff_boxes']:.2e} px, "
+        f"scores {diff['max_abs_diff_scores']:.2e}, labels {'equal' if diff['labels_equal'] else 'DIFFERENT'}"
+    )
 
 
 if __name__ == "__main__":

@@ -7,11 +7,12 @@
 
 torchvision's fasterrcnn_resnet50_fpn architecture (FrozenBatchNorm, 91 classes, as its COCO weights) is
 built with random weights (nothing is downloaded; BatchNorm statistics gathered on random images so the
-features are well scaled) and copied into fpnlab with ``fpnlab.torchvision_port.from_torchvision``. Both run under
+features are well scaled) and copied into fpnlab with ``fpnlab.model.torchvision_port.from_torchvision``. Both run under
 torch.inference_mode, alternating run by run so that a busy machine slows both alike; the table shows the
 median and the fastest wall-clock run, the median process CPU time (steadier than wall-clock time on a
 shared machine) and both as fpnlab / torchvision ratios (below 1 means fpnlab is faster).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ from torch import Tensor, nn
 from torchvision.models.detection import FasterRCNN, fasterrcnn_resnet50_fpn
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
-from fpnlab.torchvision_port import from_torchvision
+from fpnlab.model.torchvision_port import from_torchvision
 from fpnlab.results import write_result
 
 
@@ -63,12 +64,15 @@ def max_difference(ours: list[dict[str, Tensor]], theirs: list[dict[str, Tensor]
         if len(a["boxes"]) != len(b["boxes"]):
             return float("inf")
         if len(a["boxes"]):
-            worst = max(worst, (a["boxes"] - b["boxes"]).abs().max().item(), (a["scores"] - b["scores"]).abs().max().item())
+            worst = max(
+                worst, (a["boxes"] - b["boxes"]).abs().max().item(), (a["scores"] - b["scores"]).abs().max().item()
+            )
     return worst
 
 
-def benchmark(models: dict[str, nn.Module], images: list[Tensor], device: torch.device, warmup: int,
-              runs: int) -> dict[str, list[tuple[float, float]]]:
+def benchmark(
+    models: dict[str, nn.Module], images: list[Tensor], device: torch.device, warmup: int, runs: int
+) -> dict[str, list[tuple[float, float]]]:
     """(wall, CPU) seconds of each run per model, the models alternating run by run."""
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in models}
     with torch.inference_mode():
@@ -85,14 +89,24 @@ def table(times: dict[str, list[tuple[float, float]]], batch: int, reference: st
     rows: dict[str, dict[str, float]] = {}
     for name, values in times.items():
         wall, cpu = (statistics.median(column) for column in zip(*values))
-        rows[name] = {"median_ms": 1000 * wall, "min_ms": 1000 * min(w for w, _ in values),
-                      "ms_per_image": 1000 * wall / batch, "cpu_ms": 1000 * cpu}
+        rows[name] = {
+            "median_ms": 1000 * wall,
+            "min_ms": 1000 * min(w for w, _ in values),
+            "ms_per_image": 1000 * wall / batch,
+            "cpu_ms": 1000 * cpu,
+        }
     for row in rows.values():
         row["ratio"] = row["median_ms"] / rows[reference]["median_ms"]
         row["cpu_ratio"] = row["cpu_ms"] / rows[reference]["cpu_ms"]
-    header = f"{'implementation':<14} {'median ms':>10} {'min ms':>9} {'ms/image':>9} {'CPU ms':>9} {'ratio':>7} {'CPU ratio':>10}"
-    lines = [header] + [f"{name:<14} {r['median_ms']:>10.1f} {r['min_ms']:>9.1f} {r['ms_per_image']:>9.1f} "
-                        f"{r['cpu_ms']:>9.1f} {r['ratio']:>7.3f} {r['cpu_ratio']:>10.3f}" for name, r in rows.items()]
+    header = (
+        f"{'implementation':<14} {'median ms':>10} {'min ms':>9} {'ms/image':>9} {'CPU ms':>9} {'ratio':>7} "
+        f"{'CPU ratio':>10}"
+    )
+    lines = [header] + [
+        f"{name:<14} {r['median_ms']:>10.1f} {r['min_ms']:>9.1f} {r['ms_per_image']:>9.1f} "
+        f"{r['cpu_ms']:>9.1f} {r['ratio']:>7.3f} {r['cpu_ratio']:>10.3f}"
+        for name, r in rows.items()
+    ]
     return "\n".join(lines), rows
 
 
@@ -122,13 +136,19 @@ def main(argv: list[str] | None = None) -> None:
         difference = max_difference(ours(images), theirs(images))
     times = benchmark({"torchvision": theirs, "fpnlab": ours}, images, device, args.warmup, args.runs)
     text, rows = table(times, args.batch)
-    print(f"R50-FPN eval forward, {args.batch} x {args.size}x{args.size} images, min_size {min_size}, "
-          f"device {device}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}")
+    print(
+        f"R50-FPN eval forward, {args.batch} x {args.size}x{args.size} images, min_size {min_size}, "
+        f"device {device}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}"
+    )
     print(f"largest difference of boxes/scores between the two: {difference:.2e}")
     print(text)
     if args.save:
-        write_result(f"forward_{device.type}", {"settings": vars(args), "max_difference": difference, "rows": rows},
-                     device=str(device), command=shlex.join(["python", "benchmarks/forward_cpu.py", *sys.argv[1:]]))
+        write_result(
+            f"forward_{device.type}",
+            {"settings": vars(args), "max_difference": difference, "rows": rows},
+            device=str(device),
+            command=shlex.join(["python", "benchmarks/forward_cpu.py", *sys.argv[1:]]),
+        )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 
 The figures are also written to results/make_data.json (fpnlab.results.write_result).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,14 @@ def measure(images: int, size: int, workers: int) -> dict[str, float]:
         make_dataset(folder, images, 0, size=size, seed=0, workers=workers, progress=False)
         seconds = time.perf_counter() - start
         megabytes = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 2**20
-    return {"workers": workers, "images": images, "size": size, "seconds": round(seconds, 2),
-            "images_per_second": round(images / seconds, 1), "megabytes": round(megabytes, 1)}
+    return {
+        "workers": workers,
+        "images": images,
+        "size": size,
+        "seconds": round(seconds, 2),
+        "images_per_second": round(images / seconds, 1),
+        "megabytes": round(megabytes, 1),
+    }
 
 
 def main() -> None:
@@ -40,11 +47,17 @@ def main() -> None:
     rows = [measure(args.images, args.size, workers) for workers in args.workers]
     print(f"{'workers':>7} {'images':>6} {'size':>5} {'seconds':>8} {'images/s':>9} {'MB':>6}")
     for row in rows:
-        print(f"{row['workers']:>7} {row['images']:>6} {row['size']:>5} {row['seconds']:>8.2f} "
-              f"{row['images_per_second']:>9.1f} {row['megabytes']:>6.1f}")
+        print(
+            f"{row['workers']:>7} {row['images']:>6} {row['size']:>5} {row['seconds']:>8.2f} "
+            f"{row['images_per_second']:>9.1f} {row['megabytes']:>6.1f}"
+        )
     if not args.no_record:
-        write_result("make_data", {"rows": rows}, device="cpu",
-                     command=shlex.join(["python", "benchmarks/make_data.py", *sys.argv[1:]]))
+        write_result(
+            "make_data",
+            {"rows": rows},
+            device="cpu",
+            command=shlex.join(["python", "benchmarks/make_data.py", *sys.argv[1:]]),
+        )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ Sync ops are those that make the host wait for the device: .item()/bool()/int() 
 nothing but are counted because each one stalls the GPU pipeline. On CUDA the number of synchronising
 calls reported by torch.cuda.set_sync_debug_mode is printed too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,23 +27,29 @@ import shlex
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
+from detector_speed import PRECISIONS, Settings, autocast, default_settings, make_batch, synchronize
 from torch import nn
 from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
-from detector_speed import PRECISIONS, Settings, autocast, default_settings, make_batch, synchronize
-from fpnlab.config import PRESETS
-from fpnlab.detector import build_detector
-from fpnlab.model_config import DetectorConfig, upgrade_flat_layout
+from fpnlab.engine.presets import PRESETS
+from fpnlab.model.config import DetectorConfig, upgrade_flat_layout
+from fpnlab.model.detector import build_detector
 from fpnlab.results import write_result
 
-SYNC_OPS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::_unique2", "aten::unique_consecutive",
-            "aten::unique_dim")
+SYNC_OPS = (
+    "aten::_local_scalar_dense",
+    "aten::nonzero",
+    "aten::_unique2",
+    "aten::unique_consecutive",
+    "aten::unique_dim",
+)
 STAGE_PREFIX = "stage:"
 
 
@@ -57,15 +64,17 @@ class StepProfile:
 
 # --- the model --------------------------------------------------------------------------------------
 
+
 def build_model(kind: str, settings: Settings) -> nn.Module:
-    """"r50": R50-FPN like torchvision's fasterrcnn_resnet50_fpn with random weights (BatchNorm, all layers
+    """ "r50": R50-FPN like torchvision's fasterrcnn_resnet50_fpn with random weights (BatchNorm, all layers
     trained); "cpu": the cpu preset's small detector; "torchvision": torchvision's own R50-FPN, as the
     baseline to tell fpnlab's overheads from the model's. Images are fed at their size (no resize)."""
     short, long = sorted((settings.height, settings.width))
     torch.manual_seed(settings.seed)
     if kind == "torchvision":
-        return fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, min_size=short, max_size=long,
-                                       **settings.heads).to(settings.device)
+        return fasterrcnn_resnet50_fpn(
+            weights=None, weights_backbone=None, min_size=short, max_size=long, **settings.heads
+        ).to(settings.device)
     if kind == "cpu":
         return build_detector(PRESETS["cpu"].model, num_classes=91, min_size=short, max_size=long).to(settings.device)
     fields = dict(norm="bn", trainable_layers=5, min_size=short, max_size=long, **settings.heads)  # torchvision's names
@@ -81,11 +90,13 @@ def stage_ranges(model: nn.Module) -> Iterator[None]:
         def hook(*_: Any) -> None:
             open_ranges[name].append(record_function(STAGE_PREFIX + name))
             open_ranges[name][-1].__enter__()
+
         return hook
 
     def leave(name: str) -> Callable[..., None]:
         def hook(*_: Any) -> None:
             open_ranges[name].pop().__exit__(None, None, None)
+
         return hook
 
     handles = []
@@ -100,16 +111,18 @@ def stage_ranges(model: nn.Module) -> Iterator[None]:
 
 # --- profiling ----------------------------------------------------------------------------------------
 
-def step_function(model: nn.Module, settings: Settings, batch: int, train: bool, precision: str
-                  ) -> Callable[[], None]:
+
+def step_function(model: nn.Module, settings: Settings, batch: int, train: bool, precision: str) -> Callable[[], None]:
     """One training step (forward, backward, SGD step) or one inference call, on a fixed random batch."""
     images, targets = make_batch(settings, batch, settings.seed + 1)
     if not train:
+
         @torch.inference_mode()
         def infer() -> None:
             model.eval()
             with autocast(settings.device, precision):
                 model(images)
+
         return infer
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
 
@@ -123,11 +136,13 @@ def step_function(model: nn.Module, settings: Settings, batch: int, train: bool,
             loss.backward()
         with record_function("stage:optimizer"):
             optimizer.step()
+
     return train_step
 
 
-def profile_step(step: Callable[[], None], model: nn.Module, device: str, warmup: int,
-                 trace: str | None) -> StepProfile:
+def profile_step(
+    step: Callable[[], None], model: nn.Module, device: str, warmup: int, trace: str | None
+) -> StepProfile:
     """Run `step` warmup times, then once under the profiler (and, on CUDA, under sync debug mode)."""
     for _ in range(warmup):
         step()
@@ -153,12 +168,13 @@ def profile_step(step: Callable[[], None], model: nn.Module, device: str, warmup
 
 # --- reading the events -------------------------------------------------------------------------------
 
+
 def stage_of(event: Any) -> str:
     """The innermost "stage:" range around an event ("other" when none; backward ops: "backward")."""
     parent = event.cpu_parent
     while parent is not None:
         if parent.name.startswith(STAGE_PREFIX) and parent.name != "stage:forward":
-            return parent.name[len(STAGE_PREFIX):]
+            return parent.name[len(STAGE_PREFIX) :]
         if parent.name.startswith("autograd::engine"):  # CUDA runs backward in a thread of its own
             return "backward"
         parent = parent.cpu_parent
@@ -182,7 +198,7 @@ def stage_table(step: StepProfile, device: str) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = collections.defaultdict(lambda: {"ms": 0.0, "op_ms": 0.0, "ops": 0, "syncs": 0})
     for event in step.events:
         if event.name.startswith(STAGE_PREFIX) and event.name != "stage:forward":
-            rows[event.name[len(STAGE_PREFIX):]]["ms"] += event.cpu_time_total / 1000
+            rows[event.name[len(STAGE_PREFIX) :]]["ms"] += event.cpu_time_total / 1000
         if not is_op(event):
             continue
         row = rows[stage_of(event)]
@@ -228,9 +244,9 @@ def source_line(event: Any) -> str:
     return "(outside fpnlab)"
 
 
-def line_table(single: StepProfile, batch: StepProfile, batch_size: int, device: str
-               ) -> list[dict[str, Any]]:
+def line_table(single: StepProfile, batch: StepProfile, batch_size: int, device: str) -> list[dict[str, Any]]:
     """Per fpnlab source line: ops and sync ops added per extra image, and the ops' self ms at full batch."""
+
     def tally(step: StepProfile) -> dict[str, collections.Counter]:
         ops, syncs, ms = collections.Counter(), collections.Counter(), collections.Counter()
         for event in step.events:
@@ -242,9 +258,16 @@ def line_table(single: StepProfile, batch: StepProfile, batch_size: int, device:
         return {"ops": ops, "syncs": syncs, "ms": ms}
 
     one, many = tally(single), tally(batch)
-    rows = [{"line": line, "ops_per_image": (many["ops"][line] - one["ops"][line]) / (batch_size - 1),
-             "syncs_per_image": (many["syncs"][line] - one["syncs"][line]) / (batch_size - 1),
-             "syncs": many["syncs"][line], "ms": many["ms"][line]} for line in many["ops"]]
+    rows = [
+        {
+            "line": line,
+            "ops_per_image": (many["ops"][line] - one["ops"][line]) / (batch_size - 1),
+            "syncs_per_image": (many["syncs"][line] - one["syncs"][line]) / (batch_size - 1),
+            "syncs": many["syncs"][line],
+            "ms": many["ms"][line],
+        }
+        for line in many["ops"]
+    ]
     return sorted(rows, key=lambda r: (-r["syncs"], -r["ops_per_image"], -r["ms"]))
 
 
@@ -261,18 +284,28 @@ def top_ops(step: StepProfile, device: str, n: int) -> list[tuple[str, int, floa
 
 # --- printing -----------------------------------------------------------------------------------------
 
+
 def report(title: str, single: StepProfile, batch: StepProfile, batch_size: int, device: str, n: int) -> str:
-    lines = [f"== {title}: batch {batch_size}, {batch.wall_ms:.1f} ms wall (under the profiler)"
-             + ("" if batch.cuda_syncs is None else f", {batch.cuda_syncs} synchronising CUDA calls"
-                f" (batch 1: {single.cuda_syncs})")]
+    lines = [
+        f"== {title}: batch {batch_size}, {batch.wall_ms:.1f} ms wall (under the profiler)"
+        + (
+            ""
+            if batch.cuda_syncs is None
+            else f", {batch.cuda_syncs} synchronising CUDA calls (batch 1: {single.cuda_syncs})"
+        )
+    ]
     kernel = "GPU" if device.startswith("cuda") else "CPU"
-    lines.append(f"{'stage':<12}{'host ms':>10}{'op ' + kernel + ' ms':>12}{'ops':>8}{'ops b1':>8}"
-                 f"{'sync ops':>10}{'sync ops b1':>13}")
+    lines.append(
+        f"{'stage':<12}{'host ms':>10}{'op ' + kernel + ' ms':>12}{'ops':>8}{'ops b1':>8}"
+        f"{'sync ops':>10}{'sync ops b1':>13}"
+    )
     singles = {row["stage"]: row for row in stage_table(single, device)}
     for row in sorted(stage_table(batch, device), key=lambda r: -r["op_ms"]):
         one = singles.get(row["stage"], {})
-        lines.append(f"{row['stage']:<12}{row['ms']:>10.1f}{row['op_ms']:>12.1f}{row['ops']:>8}{one.get('ops', 0):>8}"
-                     f"{row['syncs']:>10}{one.get('syncs', 0):>13}")
+        lines.append(
+            f"{row['stage']:<12}{row['ms']:>10.1f}{row['op_ms']:>12.1f}{row['ops']:>8}{one.get('ops', 0):>8}"
+            f"{row['syncs']:>10}{one.get('syncs', 0):>13}"
+        )
     grown = per_image_ops(single, batch, batch_size)
     lines.append(f"per-image ops (calls added by each extra image; {sum(g[2] for g in grown):.0f} in all):")
     by_stage: dict[str, list[str]] = collections.defaultdict(list)
@@ -284,8 +317,10 @@ def report(title: str, single: StepProfile, batch: StepProfile, batch_size: int,
     lines.append(f"  {'line':<58}{'ops/img':>8}{'syncs/img':>10}{'syncs':>7}{'self ms':>9}")
     for row in line_table(single, batch, batch_size, device):
         if row["syncs"] or row["ops_per_image"] >= 1:
-            lines.append(f"  {row['line'][:58]:<58}{row['ops_per_image']:>8.0f}{row['syncs_per_image']:>10.0f}"
-                         f"{row['syncs']:>7}{row['ms']:>9.1f}")
+            lines.append(
+                f"  {row['line'][:58]:<58}{row['ops_per_image']:>8.0f}{row['syncs_per_image']:>10.0f}"
+                f"{row['syncs']:>7}{row['ms']:>9.1f}"
+            )
     lines.append(f"top {n} ops by self {'GPU' if device.startswith('cuda') else 'CPU'} time:")
     lines.append(f"  {'op':<40}{'calls':>7}{'self ms':>10}")
     for name, calls, ms in top_ops(batch, device, n):
@@ -295,23 +330,32 @@ def report(title: str, single: StepProfile, batch: StepProfile, batch_size: int,
 
 def summary(single: StepProfile, batch: StepProfile, batch_size: int, device: str) -> dict[str, Any]:
     """The figures worth keeping: sync ops and ops launched, in all and per extra image, and the stages."""
+
     def totals(step: StepProfile) -> dict[str, int]:
         rows = stage_table(step, device)
         return {"ops": sum(r["ops"] for r in rows), "syncs": sum(r["syncs"] for r in rows)}
 
     one, many = totals(single), totals(batch)
-    return {"sync_ops_batch1": one["syncs"], f"sync_ops_batch{batch_size}": many["syncs"],
-            "sync_ops_per_image": (many["syncs"] - one["syncs"]) / (batch_size - 1),
-            "ops_per_image": sum(g[2] for g in per_image_ops(single, batch, batch_size)),
-            "wall_ms": round(batch.wall_ms, 1), "cuda_syncs": batch.cuda_syncs,
-            "stages": stage_table(batch, device)}
+    return {
+        "sync_ops_batch1": one["syncs"],
+        f"sync_ops_batch{batch_size}": many["syncs"],
+        "sync_ops_per_image": (many["syncs"] - one["syncs"]) / (batch_size - 1),
+        "ops_per_image": sum(g[2] for g in per_image_ops(single, batch, batch_size)),
+        "wall_ms": round(batch.wall_ms, 1),
+        "cuda_syncs": batch.cuda_syncs,
+        "stages": stage_table(batch, device),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--model", choices=("r50", "cpu", "torchvision"), default="r50",
-                        help="fpnlab R50-FPN (default), the cpu preset's detector, or torchvision's R50-FPN")
+    parser.add_argument(
+        "--model",
+        choices=("r50", "cpu", "torchvision"),
+        default="r50",
+        help="fpnlab R50-FPN (default), the cpu preset's detector, or torchvision's R50-FPN",
+    )
     parser.add_argument("--height", type=int)
     parser.add_argument("--width", type=int)
     parser.add_argument("--batch", type=int, help="must be >= 2 (the step is also profiled at batch 1)")
@@ -320,31 +364,52 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32")
     parser.add_argument("--top", type=int, default=15, help="rows of the top-ops table")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--trace", default=None, metavar="PREFIX",
-                        help="write PREFIX-{train,inference}-b{1,BATCH}.json (Chrome trace format)")
-    parser.add_argument("--save", action="store_true",
-                        help="write the sync and op counts to results/profile_<model>_<device type>.json")
+    parser.add_argument(
+        "--trace",
+        default=None,
+        metavar="PREFIX",
+        help="write PREFIX-{train,inference}-b{1,BATCH}.json (Chrome trace format)",
+    )
+    parser.add_argument(
+        "--save", action="store_true", help="write the sync and op counts to results/profile_<model>_<device type>.json"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     defaults = default_settings(args.device)
-    chosen = {k: v for k, v in dict(height=args.height, width=args.width, batch=args.batch, warmup=args.warmup).items()
-              if v is not None}
-    settings = Settings(device=args.device, boxes=args.boxes, precisions=(args.precision,),
-                        **{**defaults, "train_iters": 1, "infer_iters": 1, **chosen})
+    chosen = {
+        k: v
+        for k, v in dict(height=args.height, width=args.width, batch=args.batch, warmup=args.warmup).items()
+        if v is not None
+    }
+    settings = Settings(
+        device=args.device,
+        boxes=args.boxes,
+        precisions=(args.precision,),
+        **{**defaults, "train_iters": 1, "infer_iters": 1, **chosen},
+    )
     if settings.batch < 2:
         parser.error("--batch must be >= 2")
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     model = build_model(args.model, settings)
     library = "torchvision" if args.model == "torchvision" else "fpnlab"
-    print(f"profiling {library} ({args.model}) on {args.device}, {settings.height}x{settings.width}, "
-          f"{args.precision}, {settings.boxes} boxes/image")
+    print(
+        f"profiling {library} ({args.model}) on {args.device}, {settings.height}x{settings.width}, "
+        f"{args.precision}, {settings.boxes} boxes/image"
+    )
     summaries = {}
     for train in (True, False):
         name = "train step" if train else "inference"
-        steps = [profile_step(step_function(model, settings, b, train, args.precision), model, settings.device,
-                              settings.warmup, f"{args.trace}-{name.split()[0]}-b{b}.json" if args.trace else None)
-                 for b in (1, settings.batch)]
+        steps = [
+            profile_step(
+                step_function(model, settings, b, train, args.precision),
+                model,
+                settings.device,
+                settings.warmup,
+                f"{args.trace}-{name.split()[0]}-b{b}.json" if args.trace else None,
+            )
+            for b in (1, settings.batch)
+        ]
         print(report(name, steps[0], steps[1], settings.batch, settings.device, args.top))
         summaries[name.split()[0]] = summary(steps[0], steps[1], settings.batch, settings.device)
     if args.save:

@@ -4,10 +4,11 @@
     python benchmarks/train_speed.py --presets cpu test --threads 2 --iterations 30
     python benchmarks/train_speed.py --presets gpu --save   # on a GPU; also write results/train_speed.json
 
-Each measurement trains a fresh run (same seed) in a temporary folder with fpnlab.train.train, logging
+Each measurement trains a fresh run (same seed) in a temporary folder with fpnlab.engine.loop.train, logging
 every iteration, and reports the median images/s over the iterations after `--warmup`. On a CPU shared
 with other jobs, many threads can be slower than one: threads that wait for each other get descheduled.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,10 +19,10 @@ import tempfile
 
 import torch
 
-from fpnlab.config import get_preset
+from fpnlab.engine.loop import train
+from fpnlab.engine.presets import get_preset
 from fpnlab.env import default_device
 from fpnlab.results import write_result
-from fpnlab.train import train
 
 
 def measure(preset: str, threads: int, iterations: int, warmup: int) -> dict[str, float]:
@@ -32,8 +33,11 @@ def measure(preset: str, threads: int, iterations: int, warmup: int) -> dict[str
         result = train(cfg, folder, progress=False)
     speeds = [row["images_per_s"] for row in result.history[warmup:]]
     images_per_s = statistics.median(speeds)
-    return {"batch_size": cfg.batch_size, "s_per_iteration": cfg.batch_size / images_per_s,
-            "images_per_s": images_per_s}
+    return {
+        "batch_size": cfg.batch_size,
+        "s_per_iteration": cfg.batch_size / images_per_s,
+        "images_per_s": images_per_s,
+    }
 
 
 def main() -> None:
@@ -51,8 +55,11 @@ def main() -> None:
         for threads in args.threads:
             row = {"preset": preset, "threads": threads, **measure(preset, threads, args.iterations, args.warmup)}
             rows.append(row)
-            print(f"{preset:<8} {threads:>7} {row['batch_size']:>5} {row['s_per_iteration']:>8.3f} "
-                  f"{row['images_per_s']:>8.2f}", flush=True)
+            print(
+                f"{preset:<8} {threads:>7} {row['batch_size']:>5} {row['s_per_iteration']:>8.3f} "
+                f"{row['images_per_s']:>8.2f}",
+                flush=True,
+            )
     if args.save:
         command = shlex.join([sys.executable.split("/")[-1], *sys.argv])
         print(f"wrote {write_result('train_speed', {'rows': rows}, command=command)}")

@@ -1,6 +1,7 @@
 """`python -m fpnlab ...` (and `torchrun -m fpnlab train ...`) run the command line."""
+
 import sys
 
-from .cli import main
+from fpnlab.cli import main
 
 sys.exit(main())

@@ -4,6 +4,7 @@ A command's module is imported only when that command runs, so `fpnlab --help` a
 Any FpnlabError (a bad path, file, option or setting) is printed as one line naming the problem and
 the command exits with code 2; `--debug` shows the traceback as well. Ctrl-C exits with 130.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,7 @@ import shlex
 import sys
 import traceback
 
-from .errors import FpnlabError
+from fpnlab.errors import FpnlabError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "make-data": ("fpnlab.commands.make_data", "generate the synthetic multi-scale shapes dataset"),

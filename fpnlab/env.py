@@ -1,13 +1,18 @@
-"""Where the lab runs: the device to use and the software versions to record with every result."""
+"""Where the lab runs: the repository it comes from, the device to use, the software versions to record with every
+result."""
+
 from __future__ import annotations
 
 import platform
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy
 import torch
 import torchvision
+
+REPO = Path(__file__).resolve().parent.parent  # the checkout: data/, results/, notebooks/ beside fpnlab/
 
 
 def default_device() -> torch.device:

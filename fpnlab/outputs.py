@@ -6,6 +6,7 @@
 
 Nothing here deletes or overwrites a file the user gave as an input.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -52,8 +53,9 @@ def check_output_file(path: Path, option: str, inputs: tuple[Path, ...] = ()) ->
         raise FpnlabError(f"{option} {path} is a folder; give a file name.")
     for source in inputs:
         if path.resolve() == Path(source).resolve():
-            raise FpnlabError(f"{option} {path} is the input file itself; pick another name, so that the input "
-                              "is not overwritten.")
+            raise FpnlabError(
+                f"{option} {path} is the input file itself; pick another name, so that the input is not overwritten."
+            )
     check_writable_folder(path.resolve().parent, f"the folder of {option}")
 
 

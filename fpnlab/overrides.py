@@ -11,6 +11,7 @@ type fails at once, naming the setting and what it expects:
     update(TrainConfig(), {"model": {"rpn": {"nms_tresh": 0.6}}})
     FpnlabError: unknown setting TrainConfig.model.rpn.nms_tresh; known: train, test, nms_thresh, ...
 """
+
 from __future__ import annotations
 
 import ast
@@ -109,6 +110,7 @@ def temporarily(owner: Any, allowed: tuple[str, ...], values: Mapping[str, Any])
 
 
 # --- the command line ---------------------------------------------------------------------------------
+
 
 def parse_set(items: list[str]) -> dict[str, Any]:
     """`--set key=value` strings -> nested overrides; a dotted key reaches into nested settings.

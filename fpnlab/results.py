@@ -2,6 +2,7 @@
 
 Notebooks and the README read figures from here; nobody types a number by hand.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,9 +13,9 @@ from typing import Any
 
 import torch
 
-from .env import device_name, now_iso, versions
+from fpnlab.env import REPO, device_name, now_iso, versions
 
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+RESULTS_DIR = REPO / "results"
 
 
 def results_dir() -> Path:
@@ -22,8 +23,13 @@ def results_dir() -> Path:
     return Path(os.environ.get("FPNLAB_RESULTS", RESULTS_DIR))
 
 
-def write_result(name: str, data: dict[str, Any], device: torch.device | str | None = None,
-                 command: str | None = None, folder: Path | None = None) -> Path:
+def write_result(
+    name: str,
+    data: dict[str, Any],
+    device: torch.device | str | None = None,
+    command: str | None = None,
+    folder: Path | None = None,
+) -> Path:
     """Write `results/<name>.json` with the command, device, versions and date around `data`."""
     folder = Path(folder) if folder is not None else results_dir()
     folder.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ sync per call on a GPU. The detector checks its own inputs once, then runs insid
 ``skip_value_checks()``: every box it makes from valid inputs is valid by construction, so the
 checks in between only stall the GPU. Called directly, the box ops always check.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

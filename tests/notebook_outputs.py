@@ -9,16 +9,22 @@ and tests/conftest.py hands it to nbval. After changing a checked cell, record t
 
 Only text is kept (streams and text/plain results); figures and widgets are not compared.
 """
+
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sys
+import time
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import nbformat
+from jupyter_core.utils import ensure_async
 from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError
 
 MARK = "# NBVAL_CHECK_OUTPUT"
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -31,8 +37,11 @@ def source_hash(source: str) -> str:
 
 def checked_cells(notebook: nbformat.NotebookNode) -> dict[int, nbformat.NotebookNode]:
     """The code cells marked NBVAL_CHECK_OUTPUT, by index."""
-    return {i: cell for i, cell in enumerate(notebook.cells)
-            if cell.cell_type == "code" and cell.source.lstrip().startswith(MARK)}
+    return {
+        i: cell
+        for i, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code" and cell.source.lstrip().startswith(MARK)
+    }
 
 
 def text_outputs(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -45,8 +54,14 @@ def text_outputs(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             else:
                 kept.append({"output_type": "stream", "name": output["name"], "text": output["text"]})
         elif output["output_type"] == "execute_result" and "text/plain" in output.get("data", {}):
-            kept.append({"output_type": "execute_result", "metadata": {}, "execution_count": None,
-                         "data": {"text/plain": output["data"]["text/plain"]}})
+            kept.append(
+                {
+                    "output_type": "execute_result",
+                    "metadata": {},
+                    "execution_count": None,
+                    "data": {"text/plain": output["data"]["text/plain"]},
+                }
+            )
     return kept
 
 
@@ -60,13 +75,42 @@ def load_expected(notebook_path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+class PatientClient(NotebookClient):
+    """nbclient waits for a cell's reply in one long poll of the shell channel, which now and then misses a reply
+    that has arrived (nbclient#312: a cell that shows a widget then ends only when the cell's timeout is up).
+    This client waits in one-second polls, so a missed reply is found a second later."""
+
+    async def _async_poll_for_reply(
+        self, msg_id: str, cell: Any, timeout: int | None, task_poll_output_msg: Any, task_poll_kernel_alive: Any
+    ) -> dict[str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=1.0))
+            except Empty:
+                if deadline is not None and time.monotonic() > deadline:
+                    task_poll_kernel_alive.cancel()
+                    raise CellTimeoutError.error_from_timeout_and_cell("Cell timed out", timeout, cell) from None
+                continue
+            if msg["parent_header"].get("msg_id") == msg_id:
+                await asyncio.wait_for(task_poll_output_msg, self.iopub_timeout)  # the outputs, up to "idle"
+                task_poll_kernel_alive.cancel()
+                return msg
+
+
 def record(notebook_path: Path, timeout: int = 1200) -> Path:
     """Execute the notebook in its folder and store the text outputs of its checked cells."""
     notebook = nbformat.read(notebook_path, as_version=4)
-    NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(Path(notebook_path).parent)}}).execute()
-    expected = {str(i): {"source": source_hash(cell.source), "outputs": text_outputs(cell.outputs)}
-                for i, cell in checked_cells(notebook).items()}
+    PatientClient(
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(Path(notebook_path).parent)}},
+    ).execute()
+    expected = {
+        str(i): {"source": source_hash(cell.source), "outputs": text_outputs(cell.outputs)}
+        for i, cell in checked_cells(notebook).items()
+    }
     EXPECTED.mkdir(exist_ok=True)
     path = expected_path(notebook_path)
     path.write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")

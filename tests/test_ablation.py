@@ -1,4 +1,5 @@
 """The ablation runner: the paper's rows, the spread rule, and a tiny end-to-end run that resumes."""
+
 from __future__ import annotations
 
 import json
@@ -6,22 +7,28 @@ import math
 
 import pytest
 
-import fpnlab.ablation as ablation
-from fpnlab.ablation import run_ablation, variant_config
-from fpnlab.ablation_report import compare, load_ablation, mean_std, summarize
+import fpnlab.ablation.runner as ablation
+from fpnlab.ablation.paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3
+from fpnlab.ablation.report import compare, load_ablation, mean_std, summarize
+from fpnlab.ablation.runner import run_ablation, variant_config
+from fpnlab.ablation.variants import STAGES, VARIANTS
 from fpnlab.cli import main as cli
 from fpnlab.errors import FpnlabError
-from fpnlab.paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3
-from fpnlab.variants import STAGES, VARIANTS
 
 TINY = dict(iterations=3, warmup_iterations=1)  # on top of the "test" preset: seconds per run
 
 
-@pytest.mark.parametrize("name, neck, top_down, lateral, levels", [
-    ("c4", "c4", True, True, ("c4",)), ("c5", "c5", True, True, ("c5",)),
-    ("fpn", "fpn", True, True, ("p2", "p3", "p4", "p5")), ("no_top_down", "fpn", False, True, ("p2", "p3", "p4", "p5")),
-    ("no_lateral", "fpn", True, False, ("p2", "p3", "p4", "p5")), ("p2_only", "fpn", True, True, ("p2",)),
-])
+@pytest.mark.parametrize(
+    "name, neck, top_down, lateral, levels",
+    [
+        ("c4", "c4", True, True, ("c4",)),
+        ("c5", "c5", True, True, ("c5",)),
+        ("fpn", "fpn", True, True, ("p2", "p3", "p4", "p5")),
+        ("no_top_down", "fpn", False, True, ("p2", "p3", "p4", "p5")),
+        ("no_lateral", "fpn", True, False, ("p2", "p3", "p4", "p5")),
+        ("p2_only", "fpn", True, True, ("p2",)),
+    ],
+)
 def test_every_variant_changes_only_its_switches(name, neck, top_down, lateral, levels):
     base = ablation.base_config("rpn", "test", {})  # the test preset's model has the CPU levels P2..P5
     model = variant_config(base, name, seed=3).model
@@ -61,8 +68,10 @@ def test_a_difference_within_the_spread_is_no_difference():
 def test_mean_std_ignores_missing_sizes_and_summarize_groups_by_variant():
     assert mean_std([0.2, -1.0, 0.4]) == {"mean": pytest.approx(0.3), "std": pytest.approx(math.sqrt(0.02)), "n": 2}
     assert mean_std([0.7]) == {"mean": 0.7, "n": 1} and mean_std([-1.0]) is None
-    runs = [{"variant": v, "seed": s, "metrics": {"AR@100": value}}
-            for v, s, value in (("no_lateral", 0, 0.1), ("fpn", 0, 0.4), ("fpn", 1, 0.6))]
+    runs = [
+        {"variant": v, "seed": s, "metrics": {"AR@100": value}}
+        for v, s, value in (("no_lateral", 0, 0.1), ("fpn", 0, 0.4), ("fpn", 1, 0.6))
+    ]
     summary = summarize(runs, ["AR@100"])
     assert list(summary) == ["fpn", "no_lateral"]  # paper order, whatever the order of the runs
     assert summary["fpn"]["AR@100"] == {"mean": pytest.approx(0.5), "std": pytest.approx(math.sqrt(0.02)), "n": 2}
@@ -73,8 +82,9 @@ def test_mean_std_ignores_missing_sizes_and_summarize_groups_by_variant():
 def tiny_rpn_ablation(tmp_path_factory):
     """Two variants of the test preset, first with no time budget left after one run, then continued."""
     out = tmp_path_factory.mktemp("ablation")
-    first = run_ablation("rpn", ["fpn", "no_lateral"], seeds=(0,), preset="test", out=out, time_budget_s=0,
-                         progress=False, **TINY)
+    first = run_ablation(
+        "rpn", ["fpn", "no_lateral"], seeds=(0,), preset="test", out=out, time_budget_s=0, progress=False, **TINY
+    )
     return out, first
 
 
@@ -89,8 +99,16 @@ def test_the_runner_trains_scores_and_records_every_variant(tiny_rpn_ablation, m
     trained = []
     real = ablation.run_task
     monkeypatch.setattr(ablation, "run_task", lambda task: trained.append(task.cfg) or real(task))
-    record = run_ablation("rpn", ["fpn", "no_lateral"], seeds=(0,), preset="test", out=out, progress=False,
-                          command="fpnlab ablate --continued", **TINY)
+    record = run_ablation(
+        "rpn",
+        ["fpn", "no_lateral"],
+        seeds=(0,),
+        preset="test",
+        out=out,
+        progress=False,
+        command="fpnlab ablate --continued",
+        **TINY,
+    )
     assert [(c.model.lateral, c.seed) for c in trained] == [(False, 0)]  # fpn seed 0 was not trained again
     assert [r["command"] == "fpnlab ablate --continued" for r in record["runs"]] == [False, True]  # who made each
     assert [r["variant"] for r in record["runs"]] == ["fpn", "no_lateral"] and record["pending"] == []
@@ -102,7 +120,8 @@ def test_the_runner_trains_scores_and_records_every_variant(tiny_rpn_ablation, m
     comparison = record["comparisons"]["fpn vs no_lateral"]["AR@1000"]
     assert comparison["delta"] == pytest.approx(fpn - no_lateral) and comparison["verdict"] == "unknown spread"
     assert load_ablation("rpn", presets=("gpu", "test"), folder=out) == json.loads(
-        (out / "ablation_rpn_test.json").read_text())
+        (out / "ablation_rpn_test.json").read_text()
+    )
     assert load_ablation("rpn", presets=("gpu",), folder=out) is None
 
     with pytest.raises(FpnlabError, match="another schedule"):  # a changed schedule is never mixed in
@@ -110,8 +129,22 @@ def test_the_runner_trains_scores_and_records_every_variant(tiny_rpn_ablation, m
 
 
 def test_cli_runs_the_detector_stage_and_writes_record_and_figure(tmp_path, capsys):
-    code = cli(["ablate", "--stage", "detector", "--variants", "p2_only", "--preset", "test", "--set", "iterations=2",
-                "--out", str(tmp_path), "--no-progress"])
+    code = cli(
+        [
+            "ablate",
+            "--stage",
+            "detector",
+            "--variants",
+            "p2_only",
+            "--preset",
+            "test",
+            "--set",
+            "iterations=2",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "(f) P2 only" in printed and "[56.3]" in printed  # ours beside the paper's AP@0.5 of Table 2(f)

@@ -1,11 +1,12 @@
 """Stage 3: anchors, by hand and against torchvision's AnchorGenerator."""
+
 import pytest
 import torch
 from torchvision.models.detection.anchor_utils import AnchorGenerator as TvAnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 
-from fpnlab.anchors import CACHE_SIZE, AnchorGenerator
 from fpnlab.errors import FpnlabError
+from fpnlab.model.anchors import CACHE_SIZE, AnchorGenerator
 
 
 def torchvision_anchors(sizes, ratios, image_size, feature_sizes, dtype=torch.float32):
@@ -16,7 +17,7 @@ def torchvision_anchors(sizes, ratios, image_size, feature_sizes, dtype=torch.fl
 
 def fpn_feature_sizes(height: int, width: int) -> list[tuple[int, int]]:
     """P2..P6 sizes of a padded (multiple of 32) image, as the FPN produces them (P6 = ceil(P5 / 2))."""
-    sizes = [(height // 2 ** k, width // 2 ** k) for k in range(2, 6)]
+    sizes = [(height // 2**k, width // 2**k) for k in range(2, 6)]
     return sizes + [((sizes[-1][0] + 1) // 2, (sizes[-1][1] + 1) // 2)]
 
 
@@ -27,8 +28,11 @@ def test_known_answer_cell_anchors_and_first_locations():
     anchors = generator.grid_anchors((64, 96), fpn_feature_sizes(64, 96))
     assert [len(a) for a in anchors] == [16 * 24 * 3, 8 * 12 * 3, 4 * 6 * 3, 2 * 3 * 3, 1 * 2 * 3]
     # P3, size 64: halves (45.25, 22.63) round to (45, 23); the second location is 8 px (the stride) right
-    assert anchors[1][3:6].tolist() == [[-37.0, -23.0, 53.0, 23.0], [-24.0, -32.0, 40.0, 32.0],
-                                        [-15.0, -45.0, 31.0, 45.0]]
+    assert anchors[1][3:6].tolist() == [
+        [-37.0, -23.0, 53.0, 23.0],
+        [-24.0, -32.0, 40.0, 32.0],
+        [-15.0, -45.0, 31.0, 45.0],
+    ]
 
 
 @pytest.mark.parametrize("image_size", [(64, 64), (128, 96), (800, 1216), (96, 160)])

@@ -1,4 +1,5 @@
 """The instructors' worked answers (instructor/answers.md): every numeric one is a code block that asserts it."""
+
 from __future__ import annotations
 
 import re

@@ -17,6 +17,7 @@ trained longer), which assignments/autograder.py puts into the solution's submis
 
 About 50 s on 2 idle cores (75 s beside other jobs), most of it the three gradings (a Jupyter kernel each).
 """
+
 from __future__ import annotations
 
 import ast
@@ -37,7 +38,7 @@ from assignments.config import POINTS, REPO, SUBMITTED, read_points
 from assignments.grading import paste_unit, splice
 from assignments.testfiles import case_names
 from fpnlab.errors import FpnlabError
-from fpnlab.units import UNITS, regions
+from fpnlab.grading import UNITS, regions
 
 with warnings.catch_warnings():  # otter's imports warn about traitlets' deprecated style, which is not ours
     warnings.filterwarnings("ignore", "Traits should be given as instances", DeprecationWarning)
@@ -57,7 +58,7 @@ for job in json.loads(sys.argv[1]):
     for name in [m for m in sys.modules if m == "fpnlab" or m.startswith("fpnlab.")]:
         del sys.modules[name]
     sys.path.insert(0, job["package"])
-    from fpnlab import units
+    from fpnlab import grading as units
     if job["mode"] == "check":
         with contextlib.redirect_stdout(io.StringIO()) as out:
             units.check(job["unit"], job["tests"])
@@ -78,8 +79,7 @@ print(json.dumps(results))
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory):
     folder = tmp_path_factory.mktemp("assignment")
-    points = (POINTS.read_text(encoding="utf-8")
-              .replace("val_images = 120", f"val_images = {CAPSTONE_IMAGES}"))
+    points = POINTS.read_text(encoding="utf-8").replace("val_images = 120", f"val_images = {CAPSTONE_IMAGES}")
     assert f"val_images = {CAPSTONE_IMAGES}" in points
     (folder / "points.toml").write_text(points, encoding="utf-8")
     build(folder / "dist", folder / "points.toml")
@@ -94,8 +94,11 @@ def grade(dist: Path, submission: Path):
 
 def code_lines(source: str) -> set[str]:
     """The lines of `source` that hold code, without comments and indentation."""
-    return {line.split("  #")[0].strip() for line in source.splitlines()
-            if line.strip() and not line.strip().startswith("#")}
+    return {
+        line.split("  #")[0].strip()
+        for line in source.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    }
 
 
 def solution_code() -> tuple[set[str], set[str]]:
@@ -119,6 +122,7 @@ def zip_folder(root: Path, out: Path, names: tuple[str, ...] = SUBMITTED) -> Pat
 
 
 # --- the release ------------------------------------------------------------------------------------------
+
 
 def test_release_holds_no_solution_code(dist):
     inside, outside = solution_code()
@@ -145,19 +149,20 @@ def test_release_holds_no_hidden_case_and_no_instructor_file(dist):
     hidden_cases = sum(len(case_names((autograder / "tests" / f"{u}.py").read_text(), hidden=True)) for u in UNITS)
     assert hidden_cases >= 2 * len(UNITS)
     with zipfile.ZipFile(dist / "fpn-assignment.zip") as archive:  # the same release, as one zip
-        assert sorted(archive.namelist()) == sorted(f"fpn-assignment/{p.relative_to(student).as_posix()}"
-                                                    for p in student.rglob("*") if p.is_file())
+        assert sorted(archive.namelist()) == sorted(
+            f"fpn-assignment/{p.relative_to(student).as_posix()}" for p in student.rglob("*") if p.is_file()
+        )
     names = {path.name for path in student.rglob("*")}
     assert not names & {"answers.md", "model_analysis.md", "solution.zip", "grade.py", "grading.py", "points.toml"}
-    assert {"README.md", "rubric.md", "pyproject.toml", "units.py", "fpn_assignment.ipynb", "train.json"} <= names
+    assert {"README.md", "rubric.md", "pyproject.toml", "registry.py", "fpn_assignment.ipynb", "train.json"} <= names
 
 
 def test_stubs_keep_signature_and_docstring_and_run_the_fallback(dist):
-    stubbed = (dist / "student" / "fpnlab" / "boxes.py").read_text(encoding="utf-8")
+    stubbed = (dist / "student" / "fpnlab" / "model" / "boxes.py").read_text(encoding="utf-8")
     tree = ast.parse(stubbed)
     iou = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "_iou")
     assert [a.arg for a in iou.args.args] == ["boxes1", "boxes2"] and "(N, M)" in ast.get_docstring(iou)
-    assert 'return units.todo("iou", boxes1, boxes2)' in stubbed and "from fpnlab import units" in stubbed
+    assert 'return units.todo("iou", boxes1, boxes2)' in stubbed and "from fpnlab import grading as units" in stubbed
     assert "#   (N, M, 2)" in stubbed  # the lab's shape comments stay as hints
 
 
@@ -165,9 +170,16 @@ def test_gradescope_zip_holds_tests_grading_code_and_release(dist):
     with zipfile.ZipFile(dist / "autograder.zip") as archive:
         names = set(archive.namelist())
     assert {f"tests/{u}.py" for u in [*UNITS, "capstone", "analysis"]} <= names
-    assert {"files/grade.py", "files/autograde/assignments/grading.py", "files/autograde/release/fpnlab/units.py",
-            "files/autograde/data/shapes-mini/val.json", "otter_config.json", "environment.yml", "run_autograder",
-            "setup.sh"} <= names
+    assert {
+        "files/grade.py",
+        "files/autograde/assignments/grading.py",
+        "files/autograde/release/fpnlab/grading/registry.py",
+        "files/autograde/data/shapes-mini/val.json",
+        "otter_config.json",
+        "environment.yml",
+        "run_autograder",
+        "setup.sh",
+    } <= names
 
 
 def test_points_file_mistakes_stop_the_build(tmp_path):
@@ -181,24 +193,25 @@ def test_points_file_mistakes_stop_the_build(tmp_path):
 
 
 def test_grading_takes_only_the_units_code_and_says_why_not(dist):
-    release = (dist / "student" / "fpnlab" / "levels.py").read_text(encoding="utf-8")
-    solution = (REPO / "fpnlab" / "levels.py").read_text(encoding="utf-8")
+    release = (dist / "student" / "fpnlab" / "model" / "levels.py").read_text(encoding="utf-8")
+    solution = (REPO / "fpnlab" / "model" / "levels.py").read_text(encoding="utf-8")
     tampered = solution.replace("LEVEL_EPS = 1e-6", "LEVEL_EPS = 0.5  # outside the markers: ignored")
-    graded, notes = splice(release, tampered, "fpnlab/levels.py")
+    graded, notes = splice(release, tampered, "fpnlab/model/levels.py")
     assert notes == {} and "LEVEL_EPS = 1e-6" in graded and "scale = torch.sqrt(box_area(boxes))" in graded
     assert 'if units.stand_in("assign_levels")' in graded  # the release's guard stays
     broken = solution.replace("scale = torch.sqrt(box_area(boxes))", "scale = torch.sqrt(box_area(boxes)")
-    graded, notes = splice(release, broken, "fpnlab/levels.py")
+    graded, notes = splice(release, broken, "fpnlab/model/levels.py")
     assert "does not compile" in notes["assign_levels"] and "raise NotImplementedError(" in graded
     compile(graded, "levels.py", "exec")
     half_marked = solution.replace("# BEGIN UNIT assign_levels", "")
-    assert "has no '# BEGIN UNIT" in splice(release, half_marked, "fpnlab/levels.py")[1]["assign_levels"]
+    assert "has no '# BEGIN UNIT" in splice(release, half_marked, "fpnlab/model/levels.py")[1]["assign_levels"]
     unmarked = half_marked.replace("# END UNIT assign_levels", "")
-    assert "markers" in splice(release, unmarked, "fpnlab/levels.py")[1]["assign_levels"]
-    assert "not in the submission" in splice(release, None, "fpnlab/levels.py")[1]["assign_levels"]
+    assert "markers" in splice(release, unmarked, "fpnlab/model/levels.py")[1]["assign_levels"]
+    assert "not in the submission" in splice(release, None, "fpnlab/model/levels.py")[1]["assign_levels"]
 
 
 # --- units on their own, and check() ----------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def worker_results(dist, tmp_path_factory):
@@ -210,17 +223,24 @@ def worker_results(dist, tmp_path_factory):
         path = root / unit / "fpnlab" / found.module
         solution = (REPO / "fpnlab" / found.module).read_text(encoding="utf-8")
         path.write_text(paste_unit(path.read_text(encoding="utf-8"), solution, unit), encoding="utf-8")
-        jobs.append({"name": unit, "package": str(root / unit), "unit": unit, "mode": "all",
-                     "tests": str(dist / "autograder" / "tests")})
+        jobs.append(
+            {
+                "name": unit,
+                "package": str(root / unit),
+                "unit": unit,
+                "mode": "all",
+                "tests": str(dist / "autograder" / "tests"),
+            }
+        )
     wrong = root / "wrong_iou"
     shutil.copytree(root / "iou", wrong)
-    boxes = wrong / "fpnlab" / "boxes.py"
+    boxes = wrong / "fpnlab" / "model" / "boxes.py"
     boxes.write_text(boxes.read_text().replace("area2[None, :] - inter)", "area2[None, :])"), encoding="utf-8")
     for name, package in (("check untouched", release), ("check wrong", wrong)):
-        jobs.append({"name": name, "package": str(package), "unit": "iou", "mode": "check",
-                     "tests": str(release / "tests")})
-    done = subprocess.run([sys.executable, "-c", WORKER, json.dumps(jobs)], capture_output=True, text=True,
-                          timeout=600)
+        jobs.append(
+            {"name": name, "package": str(package), "unit": "iou", "mode": "check", "tests": str(release / "tests")}
+        )
+    done = subprocess.run([sys.executable, "-c", WORKER, json.dumps(jobs)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -232,13 +252,18 @@ def test_each_unit_alone_passes_all_its_cases(worker_results):
 def test_check_says_in_words_what_is_wrong(worker_results):
     untouched, wrong = worker_results["check untouched"], worker_results["check wrong"]
     assert untouched.startswith("iou: 0 of 2 visible cases pass.")
-    assert "unit 'iou' is not done yet: write the body of _iou in fpnlab/boxes.py (notebook section 1.2" in untouched
+    assert (
+        "unit 'iou' is not done yet: write the body of _iou in fpnlab/model/boxes.py (notebook section 0.2" in untouched
+    )
     assert wrong.startswith("iou: 0 of 2 visible cases pass.") and "✗ by hand" in wrong
-    assert ("IoU of [0, 0, 2, 2] with three boxes: 2 of 3 values differ by more than a relative 0.0001; the worst, "
-            "at [0, 1]: got 0.5, expected 1.") in wrong, wrong
+    assert (
+        "IoU of [0, 0, 2, 2] with three boxes: 2 of 3 values differ by more than a relative 0.0001; the worst, "
+        "at [0, 1]: got 0.5, expected 1."
+    ) in wrong, wrong
 
 
 # --- grading with otter -----------------------------------------------------------------------------------
+
 
 def test_solution_grades_full_marks(dist):
     results = grade(dist, dist / "autograder" / "solution.zip")
@@ -256,11 +281,11 @@ def test_one_broken_unit_loses_exactly_its_points(dist, tmp_path):
     submission = tmp_path / "submission"
     with zipfile.ZipFile(dist / "autograder" / "solution.zip") as archive:
         archive.extractall(submission)
-    boxes = submission / "fpnlab" / "boxes.py"
+    boxes = submission / "fpnlab" / "model" / "boxes.py"
     source = boxes.read_text(encoding="utf-8")
     begin, end = regions(source)[BROKEN]
     lines = source.splitlines()
-    lines[begin + 1:end] = ['    raise RuntimeError("broken on purpose")']
+    lines[begin + 1 : end] = ['    raise RuntimeError("broken on purpose")']
     boxes.write_text("\n".join(lines) + "\n", encoding="utf-8")
     results = grade(dist, zip_folder(submission, tmp_path / "broken.zip"))
     points = read_points(dist.parent / "points.toml")

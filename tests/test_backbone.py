@@ -1,4 +1,5 @@
 """Stage 1: the ResNet body, against torchvision's resnet_fpn_backbone body (random weights, no downloads)."""
+
 import math
 from urllib.error import URLError
 
@@ -9,8 +10,8 @@ from torch import nn
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from fpnlab.backbone import ResNetBody
 from fpnlab.errors import FpnlabError
+from fpnlab.model.backbone import ResNetBody
 
 
 def randomise_frozen_bn(module: nn.Module, gen: torch.Generator) -> None:
@@ -24,8 +25,10 @@ def randomise_frozen_bn(module: nn.Module, gen: torch.Generator) -> None:
             m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
 
 
-@pytest.mark.parametrize("name, channels", [("resnet_tiny", [32, 64, 128, 256]), ("resnet18", [64, 128, 256, 512]),
-                                            ("resnet50", [256, 512, 1024, 2048])])
+@pytest.mark.parametrize(
+    "name, channels",
+    [("resnet_tiny", [32, 64, 128, 256]), ("resnet18", [64, 128, 256, 512]), ("resnet50", [256, 512, 1024, 2048])],
+)
 def test_shapes_and_strides(name, channels):
     body = ResNetBody(name).eval()
     with torch.no_grad():
@@ -53,8 +56,9 @@ def test_equals_torchvision_body(name):
 
 @pytest.mark.parametrize("trainable_layers", [0, 1, 3, 5])
 def test_trainable_layers_match_torchvision(trainable_layers):
-    reference = resnet_fpn_backbone(backbone_name="resnet18", weights=None, norm_layer=nn.BatchNorm2d,
-                                    trainable_layers=trainable_layers).body
+    reference = resnet_fpn_backbone(
+        backbone_name="resnet18", weights=None, norm_layer=nn.BatchNorm2d, trainable_layers=trainable_layers
+    ).body
     body = ResNetBody("resnet18", "bn", trainable_layers=trainable_layers)
     expected = {n: p.requires_grad for n, p in reference.named_parameters()}
     assert {n: p.requires_grad for n, p in body.named_parameters()} == expected
@@ -118,6 +122,7 @@ def empty_torch_home(tmp_path, monkeypatch):
 def test_pretrained_offline_gives_clear_error(empty_torch_home, monkeypatch):
     def offline(*args, **kwargs):
         raise URLError("no network")
+
     monkeypatch.setattr(torch.hub, "urlopen", offline)
     with pytest.raises(FpnlabError, match="could not be downloaded.*no network.*pretrained=False"):
         ResNetBody("resnet18", pretrained=True)
@@ -149,7 +154,7 @@ def test_bad_arguments():
 
 def test_receptive_fields_of_c2_to_c5():
     """By hand: stem conv 7 (stride 2), max pool 3 (+2 x 2, stride 4), then each 3x3 conv adds 2 x its jump."""
-    from fpnlab.receptive import receptive_fields, with_3x3_convs
+    from fpnlab.teaching.receptive import receptive_fields, with_3x3_convs
 
     tiny = receptive_fields(ResNetBody("resnet_tiny", "bn"))  # one BasicBlock (two 3x3) per stage
     assert tiny == {"c2": 11 + 8 + 8, "c3": 27 + 8 + 16, "c4": 51 + 16 + 32, "c5": 99 + 32 + 64}

@@ -3,6 +3,7 @@
 They time nothing that is asserted (speed lives in the scripts' tables); what is asserted is that every
 row is there, every ratio is a positive number, and that fpnlab and torchvision detect the same boxes.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,18 +18,35 @@ TINY = ["--device", "cpu", "--height", "64", "--width", "96", "--batch", "2", "-
 
 
 def run_script(name: str, *args: str, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run([sys.executable, str(BENCHMARKS / name), *args], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **(env or {})}, cwd=BENCHMARKS.parent)
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+        cwd=BENCHMARKS.parent,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
 
 def test_detector_speed_prints_every_row_with_positive_ratios_and_equal_detections(tmp_path):
-    out = run_script("detector_speed.py", *TINY, "--train-iters", "1", "--infer-iters", "1",
-                     "--precisions", "fp32,bf16", "--save", env={"FPNLAB_RESULTS": str(tmp_path)})
+    out = run_script(
+        "detector_speed.py",
+        *TINY,
+        "--train-iters",
+        "1",
+        "--infer-iters",
+        "1",
+        "--precisions",
+        "fp32,bf16",
+        "--save",
+        env={"FPNLAB_RESULTS": str(tmp_path)},
+    )
     rows = re.findall(r"^(train img/s|infer ms/img b1|infer img/s)\s+(fp32|bf16)\s+(\S+)\s+(\S+)\s+(\S+)$", out, re.M)
     assert sorted((metric, precision) for metric, precision, *_ in rows) == sorted(
-        (m, p) for m in ("train img/s", "infer ms/img b1", "infer img/s") for p in ("fp32", "bf16"))
+        (m, p) for m in ("train img/s", "infer ms/img b1", "infer img/s") for p in ("fp32", "bf16")
+    )
     for _, _, torchvision, fpnlab, ratio in rows:  # values with 2 decimals, the ratio with 3 (never rounded twice)
         tv, ours, half = float(torchvision), float(fpnlab), 0.005
         assert tv > 0 and ours > 0
@@ -44,11 +62,14 @@ def test_detector_speed_prints_every_row_with_positive_ratios_and_equal_detectio
 
 
 def test_profile_step_breaks_a_step_into_stages_sync_ops_and_top_ops(tmp_path):
-    out = run_script("profile_step.py", *TINY, "--model", "cpu", "--top", "5", "--save",
-                     env={"FPNLAB_RESULTS": str(tmp_path)})
+    out = run_script(
+        "profile_step.py", *TINY, "--model", "cpu", "--top", "5", "--save", env={"FPNLAB_RESULTS": str(tmp_path)}
+    )
     train, infer = out.split("== train step")[1].split("== inference")
-    for section, stages in ((train, ("backbone", "neck", "rpn", "roi_heads", "backward", "optimizer")),
-                            (infer, ("backbone", "neck", "rpn", "roi_heads"))):
+    for section, stages in (
+        (train, ("backbone", "neck", "rpn", "roi_heads", "backward", "optimizer")),
+        (infer, ("backbone", "neck", "rpn", "roi_heads")),
+    ):
         table = dict(re.findall(r"^(\w+)\s+([\d.]+)\s+[\d.]+\s+\d+\s+\d+\s+\d+\s+\d+$", section, re.M))
         assert set(stages) <= set(table) and all(float(table[s]) > 0 for s in stages)
         top = re.findall(r"^  (aten::\S+)\s+(\d+)\s+([\d.]+)$", section, re.M)

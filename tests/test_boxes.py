@@ -1,4 +1,5 @@
-"""Stage 4: box ops, checked by hand-worked answers and against torchvision."""
+"""Stage 0: box ops, checked by hand-worked answers and against torchvision."""
+
 import math
 
 import pytest
@@ -6,11 +7,27 @@ import torch
 import torchvision
 from torchvision.models.detection._utils import BoxCoder as TvBoxCoder
 
-from fpnlab.boxes import (BoxCoder, batched_nms, box_area, box_iou, check_boxes, clip_boxes_to_image, nms,
-                          nms_reference, remove_small_boxes, xywh_to_xyxy, xyxy_to_xywh)
 from fpnlab.errors import FpnlabError
-from fpnlab.switch import (reference_ops_enabled, set_reference_ops, skip_value_checks, use_reference_ops,
-                           value_checks_enabled)
+from fpnlab.model.boxes import (
+    BoxCoder,
+    batched_nms,
+    box_area,
+    box_iou,
+    check_boxes,
+    clip_boxes_to_image,
+    nms,
+    nms_reference,
+    remove_small_boxes,
+    xywh_to_xyxy,
+    xyxy_to_xywh,
+)
+from fpnlab.switch import (
+    reference_ops_enabled,
+    set_reference_ops,
+    skip_value_checks,
+    use_reference_ops,
+    value_checks_enabled,
+)
 
 
 def random_boxes(n: int, gen: torch.Generator, extent: float = 200.0, max_side: float = 80.0) -> torch.Tensor:
@@ -50,12 +67,15 @@ def test_box_iou_empty_gt_gives_empty_matrix():
     assert box_iou(torch.zeros(0, 4), torch.ones(3, 4).cumsum(1)).shape == (0, 3)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (torch.tensor([[10.0, 0.0, 5.0, 10.0]]), "x2 < x1"),
-    (torch.tensor([[0.0, 0.0, 5.0, float("nan")]]), "NaN"),
-    (torch.zeros(3, 5), r"\(N, 4\)"),
-    (torch.zeros(3, 4, dtype=torch.int64), "float"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (torch.tensor([[10.0, 0.0, 5.0, 10.0]]), "x2 < x1"),
+        (torch.tensor([[0.0, 0.0, 5.0, float("nan")]]), "NaN"),
+        (torch.zeros(3, 5), r"\(N, 4\)"),
+        (torch.zeros(3, 4, dtype=torch.int64), "float"),
+    ],
+)
 def test_box_ops_reject_invalid_boxes(bad, message):
     good = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
     with pytest.raises(FpnlabError, match=message):
@@ -66,12 +86,14 @@ def test_box_ops_reject_invalid_boxes(bad, message):
 
 def test_errors_name_the_function_and_argument_and_show_what_came():
     good, inverted = torch.tensor([[0.0, 0.0, 1.0, 1.0]]), torch.tensor([[10.0, 0.0, 5.0, 10.0]])
-    cases = [(lambda: box_iou(inverted, good), r"^box_iou: boxes1 has 1 box\(es\) with x2 < x1"),
-             (lambda: box_iou(good, inverted), r"^box_iou: boxes2 has 1 box\(es\) with x2 < x1"),
-             (lambda: nms(inverted, torch.ones(1), 0.5), r"^nms: boxes has 1 box"),
-             (lambda: check_boxes(torch.zeros(3, 5)), r"^boxes must be an \(N, 4\) tensor .*, got \(3, 5\)\.$"),
-             (lambda: check_boxes(torch.zeros(4)), r"got \(4,\)\.$"),
-             (lambda: check_boxes([[0, 0, 1, 1]], "gt"), r"^gt must be an \(N, 4\) tensor .*, got list\.$")]
+    cases = [
+        (lambda: box_iou(inverted, good), r"^box_iou: boxes1 has 1 box\(es\) with x2 < x1"),
+        (lambda: box_iou(good, inverted), r"^box_iou: boxes2 has 1 box\(es\) with x2 < x1"),
+        (lambda: nms(inverted, torch.ones(1), 0.5), r"^nms: boxes has 1 box"),
+        (lambda: check_boxes(torch.zeros(3, 5)), r"^boxes must be an \(N, 4\) tensor .*, got \(3, 5\)\.$"),
+        (lambda: check_boxes(torch.zeros(4)), r"got \(4,\)\.$"),
+        (lambda: check_boxes([[0, 0, 1, 1]], "gt"), r"^gt must be an \(N, 4\) tensor .*, got list\.$"),
+    ]
     for call, message in cases:
         with pytest.raises(FpnlabError, match=message):
             call()
@@ -191,6 +213,7 @@ def test_switch_routes_nms_and_restores():
 def test_nms_dispatch_uses_reference_under_switch(monkeypatch):
     def broken_kernel(*args):
         raise AssertionError("kernel called")
+
     monkeypatch.setattr(torchvision.ops, "nms", broken_kernel)
     boxes, scores = torch.tensor([[0.0, 0.0, 1.0, 1.0]]), torch.tensor([1.0])
     with use_reference_ops():
@@ -250,13 +273,13 @@ def test_value_checks_can_be_skipped_but_shape_checks_stay():
 
 
 def test_detector_checks_its_inputs_once_then_skips_box_value_checks(monkeypatch):
-    import fpnlab.boxes
-    from fpnlab.config import get_preset
-    from fpnlab.detector import build_detector
+    import fpnlab.model.boxes
+    from fpnlab.engine.presets import get_preset
+    from fpnlab.model.detector import build_detector
 
     seen = []
-    real = fpnlab.boxes.check_boxes
-    monkeypatch.setattr(fpnlab.boxes, "check_boxes", lambda *a: seen.append(value_checks_enabled()) or real(*a))
+    real = fpnlab.model.boxes.check_boxes
+    monkeypatch.setattr(fpnlab.model.boxes, "check_boxes", lambda *a: seen.append(value_checks_enabled()) or real(*a))
     torch.manual_seed(0)
     model = build_detector(get_preset("test").model, num_classes=3).eval()
     with torch.no_grad():

@@ -1,35 +1,52 @@
 """Checkpoints: atomic, weights_only-loadable, exact round trips, one clear error for any bad file."""
+
 from __future__ import annotations
 
 import dataclasses
 import errno
 import json
 import os
-import re
 import random
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import fpnlab.demo as demo
-from fpnlab.checkpoint import (DEMO_CHECKPOINT, export_model, load_checkpoint, load_model, load_weights, rng_state,
-                               save_checkpoint, set_rng_state)
-from fpnlab.config import PRESETS, TrainConfig, get_preset
+import fpnlab.engine.demo as demo
 from fpnlab.data import CATEGORIES
-from fpnlab.detector import build_detector
+from fpnlab.engine.checkpoint import (
+    DEMO_CHECKPOINT,
+    export_model,
+    load_checkpoint,
+    load_model,
+    load_weights,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from fpnlab.engine.presets import PRESETS, TrainConfig, get_preset
+from fpnlab.engine.state import build_model
 from fpnlab.errors import FpnlabError
-from fpnlab.model_config import DetectorConfig, ProposalCounts, upgrade_flat_layout
-from fpnlab.state import build_model
+from fpnlab.model.config import DetectorConfig, ProposalCounts, upgrade_flat_layout
+from fpnlab.model.detector import build_detector
 
 
 def write_model_checkpoint(path: Path, **model_overrides) -> torch.nn.Module:
     """A checkpoint of an untrained test-preset detector (what an exported model file holds)."""
     cfg = get_preset("test", model=model_overrides)
     model = build_model(cfg, num_classes=len(CATEGORIES) + 1)
-    save_checkpoint(path, {"model": model.state_dict(), "model_config": dataclasses.asdict(model.config),
-                           "categories": list(CATEGORIES), "train_config": cfg.to_dict(), "iteration": 0})
+    save_checkpoint(
+        path,
+        {
+            "model": model.state_dict(),
+            "model_config": dataclasses.asdict(model.config),
+            "categories": list(CATEGORIES),
+            "train_config": cfg.to_dict(),
+            "iteration": 0,
+        },
+    )
     return model
 
 
@@ -45,20 +62,31 @@ def test_load_model_rebuilds_the_detector_with_its_weights(tmp_path):
 
 
 # The flat layout of format version 1 (before the RPN and box-head settings were grouped), spelled out
-# here on purpose, independently of fpnlab.model_config.FLAT_NAMES.
+# here on purpose, independently of fpnlab.model.config.FLAT_NAMES.
 VERSION1_NAMES = {
-    ("rpn", "train", "pre_nms_top_n"): "rpn_pre_nms_top_n_train", ("rpn", "train", "post_nms_top_n"):
-    "rpn_post_nms_top_n_train", ("rpn", "test", "pre_nms_top_n"): "rpn_pre_nms_top_n_test",
-    ("rpn", "test", "post_nms_top_n"): "rpn_post_nms_top_n_test", ("rpn", "nms_thresh"): "rpn_nms_thresh",
-    ("rpn", "fg_iou_thresh"): "rpn_fg_iou_thresh", ("rpn", "bg_iou_thresh"): "rpn_bg_iou_thresh",
-    ("rpn", "batch_size_per_image"): "rpn_batch_size_per_image", ("rpn", "positive_fraction"):
-    "rpn_positive_fraction", ("rpn", "score_thresh"): "rpn_score_thresh", ("roi", "pooler"): "roi_pooler",
-    ("roi", "output_size"): "roi_output_size", ("roi", "sampling_ratio"): "roi_sampling_ratio",
-    ("roi", "aligned"): "roi_aligned", ("box", "representation_size"): "representation_size",
-    ("box", "fg_iou_thresh"): "box_fg_iou_thresh", ("box", "bg_iou_thresh"): "box_bg_iou_thresh",
-    ("box", "batch_size_per_image"): "box_batch_size_per_image", ("box", "positive_fraction"):
-    "box_positive_fraction", ("box", "reg_weights"): "bbox_reg_weights", ("box", "score_thresh"): "box_score_thresh",
-    ("box", "nms_thresh"): "box_nms_thresh", ("box", "detections_per_img"): "box_detections_per_img",
+    ("rpn", "train", "pre_nms_top_n"): "rpn_pre_nms_top_n_train",
+    ("rpn", "train", "post_nms_top_n"): "rpn_post_nms_top_n_train",
+    ("rpn", "test", "pre_nms_top_n"): "rpn_pre_nms_top_n_test",
+    ("rpn", "test", "post_nms_top_n"): "rpn_post_nms_top_n_test",
+    ("rpn", "nms_thresh"): "rpn_nms_thresh",
+    ("rpn", "fg_iou_thresh"): "rpn_fg_iou_thresh",
+    ("rpn", "bg_iou_thresh"): "rpn_bg_iou_thresh",
+    ("rpn", "batch_size_per_image"): "rpn_batch_size_per_image",
+    ("rpn", "positive_fraction"): "rpn_positive_fraction",
+    ("rpn", "score_thresh"): "rpn_score_thresh",
+    ("roi", "pooler"): "roi_pooler",
+    ("roi", "output_size"): "roi_output_size",
+    ("roi", "sampling_ratio"): "roi_sampling_ratio",
+    ("roi", "aligned"): "roi_aligned",
+    ("box", "representation_size"): "representation_size",
+    ("box", "fg_iou_thresh"): "box_fg_iou_thresh",
+    ("box", "bg_iou_thresh"): "box_bg_iou_thresh",
+    ("box", "batch_size_per_image"): "box_batch_size_per_image",
+    ("box", "positive_fraction"): "box_positive_fraction",
+    ("box", "reg_weights"): "bbox_reg_weights",
+    ("box", "score_thresh"): "box_score_thresh",
+    ("box", "nms_thresh"): "box_nms_thresh",
+    ("box", "detections_per_img"): "box_detections_per_img",
 }
 
 
@@ -77,8 +105,10 @@ def test_version1_checkpoints_still_load_and_detect_the_same(tmp_path):
     model = write_model_checkpoint(tmp_path / "new.pt", roi={"canonical_size": 224.0})
     checkpoint = load_checkpoint(tmp_path / "new.pt")
     old = {**checkpoint, "version": 1, "model_config": flatten_to_version1(checkpoint["model_config"])}
-    old["train_config"] = {**checkpoint["train_config"],
-                           "model": flatten_to_version1(checkpoint["train_config"]["model"])}
+    old["train_config"] = {
+        **checkpoint["train_config"],
+        "model": flatten_to_version1(checkpoint["train_config"]["model"]),
+    }
     torch.save(old, tmp_path / "old.pt")
     loaded = load_model(tmp_path / "old.pt")
     assert loaded.config == model.config and loaded.config.canonical_size() == 224
@@ -105,8 +135,11 @@ def test_save_is_atomic_the_old_checkpoint_survives_a_failed_write(tmp_path, mon
         return real_open(file, mode, *args, **kwargs)
 
     monkeypatch.setattr("builtins.open", crash)
-    with pytest.raises(FpnlabError, match=r"could not write checkpoint .*Input/output error.*the checkpoint already "
-                                          r"there is unchanged\.$"):
+    with pytest.raises(
+        FpnlabError,
+        match=r"could not write checkpoint .*Input/output error.*the checkpoint already "
+        r"there is unchanged\.$",
+    ):
         save_checkpoint(path, {"iteration": 2, "w": torch.zeros(3)})
     assert torch.load(path, weights_only=True)["iteration"] == 1
     assert sorted(p.name for p in path.parent.iterdir()) == ["checkpoint.pt"]  # no temporary file left
@@ -117,8 +150,11 @@ def test_a_full_disk_is_named_and_nothing_is_lost(tmp_path):
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, {"iteration": 1, "w": torch.ones(3)})
     (tmp_path / "checkpoint.pt.tmp").symlink_to("/dev/full")  # every write there fails with ENOSPC
-    with pytest.raises(FpnlabError, match=r"checkpoint.pt: the disk is full .*the checkpoint already there is "
-                                          r"unchanged") as err:
+    with pytest.raises(
+        FpnlabError,
+        match=r"checkpoint.pt: the disk is full .*the checkpoint already there is "
+        r"unchanged",
+    ) as err:
         save_checkpoint(path, {"iteration": 2, "w": torch.zeros(1000)})
     assert "enforce" not in str(err.value)
     assert torch.load(path, weights_only=True)["iteration"] == 1
@@ -149,12 +185,13 @@ def test_bad_files_give_one_clear_error(tmp_path):
     torch.save({"format": "fpnlab-checkpoint", "version": 7}, tmp_path / "future.pt")
     (tmp_path / "folder.pt").mkdir()
     cases = {  # the whole message after "checkpoint <path>"
-        "missing.pt": " does not exist.", "folder.pt": " is a folder, not a file.",
+        "missing.pt": " does not exist.",
+        "folder.pt": " is a folder, not a file.",
         "text.pt": " cannot be read: it is corrupt or not a torch file.",
         "pickled.pt": " contains pickled Python objects, which can run code when loaded, so it was refused; "
-                      "fpnlab's checkpoints hold only tensors and plain values.",
+        "fpnlab's checkpoints hold only tensors and plain values.",
         "no_model.pt": " has no model weights (no 'model' dict of tensors); it is damaged or was not written by "
-                       "fpnlab.",
+        "fpnlab.",
         "no_config.pt": " has no detector settings ('model_config'); it is damaged.",
         "text_categories.pt": ": 'categories' should be a list of class names.",
         "number_categories.pt": ": 'categories' should be a list of class names.",
@@ -166,12 +203,17 @@ def test_bad_files_give_one_clear_error(tmp_path):
         assert str(err.value) == f"checkpoint {tmp_path / name}{message}"
     with pytest.raises(FpnlabError) as err:
         load_model(tmp_path / "foreign.pt")
-    assert str(err.value) == f"{tmp_path / 'foreign.pt'} is not an fpnlab checkpoint (it lacks the " \
-                             "'fpnlab-checkpoint' marker)."
+    assert (
+        str(err.value) == f"{tmp_path / 'foreign.pt'} is not an fpnlab checkpoint (it lacks the "
+        "'fpnlab-checkpoint' marker)."
+    )
     with pytest.raises(FpnlabError) as err:  # torch's own words, cut to 80 characters, after the type
         load_model(tmp_path / "truncated.pt")
-    found = re.fullmatch(rf"checkpoint {re.escape(str(tmp_path / 'truncated.pt'))} cannot be read: it is "
-                         r"truncated or corrupt \((\w+): (.*)\)\.", str(err.value))
+    found = re.fullmatch(
+        rf"checkpoint {re.escape(str(tmp_path / 'truncated.pt'))} cannot be read: it is "
+        r"truncated or corrupt \((\w+): (.*)\)\.",
+        str(err.value),
+    )
     assert found and found[1] == "RuntimeError" and len(found[2]) == 80  # torch says more than 80 here
     with pytest.raises(FpnlabError, match="^checkpoint /dev/zero is not a regular file.$"):
         load_model("/dev/zero")
@@ -179,13 +221,21 @@ def test_bad_files_give_one_clear_error(tmp_path):
 
 def test_weights_that_do_not_fit_are_listed_in_one_sentence():
     model = torch.nn.Sequential(torch.nn.Linear(2, 3))  # weights 0.weight (3, 2) and 0.bias (3,)
-    cases = [({}, "2 weight(s) missing (e.g. 0.weight)"),
-             ({"0.weight": torch.zeros(3, 2), "0.bias": torch.zeros(3), "1.w": torch.zeros(1), "2.w": torch.zeros(1)},
-              "2 unknown weight(s) (e.g. 1.w)"),
-             ({"0.weight": torch.zeros(3, 5), "0.bias": torch.zeros(4)},
-              "2 shape(s) differ (e.g. 0.weight: checkpoint (3, 5), model (3, 2))"),
-             ({"0.bias": torch.zeros(3), "x": torch.zeros(1)}, "1 weight(s) missing (e.g. 0.weight); "
-                                                              "1 unknown weight(s) (e.g. x)")]
+    cases = [
+        ({}, "2 weight(s) missing (e.g. 0.weight)"),
+        (
+            {"0.weight": torch.zeros(3, 2), "0.bias": torch.zeros(3), "1.w": torch.zeros(1), "2.w": torch.zeros(1)},
+            "2 unknown weight(s) (e.g. 1.w)",
+        ),
+        (
+            {"0.weight": torch.zeros(3, 5), "0.bias": torch.zeros(4)},
+            "2 shape(s) differ (e.g. 0.weight: checkpoint (3, 5), model (3, 2))",
+        ),
+        (
+            {"0.bias": torch.zeros(3), "x": torch.zeros(1)},
+            "1 weight(s) missing (e.g. 0.weight); 1 unknown weight(s) (e.g. x)",
+        ),
+    ]
     for state, problems in cases:
         with pytest.raises(FpnlabError) as err:
             load_weights(model, state, "m.pt")
@@ -285,8 +335,12 @@ def test_the_settings_of_the_previous_shipped_demo_checkpoint_still_load(tmp_pat
     old = json.loads((Path(__file__).parent / "fixtures" / "demo_v1_settings.json").read_text())
     assert old["version"] == 1 and "rpn_post_nms_top_n_test" in old["model_config"]
     config = DetectorConfig.from_dict(upgrade_flat_layout(old["model_config"]))
-    assert (config.backbone, config.min_size, config.anchor_sizes, config.fpn_channels) == ("resnet_tiny", 256,
-                                                                                            (16, 32, 64, 128, 256), 64)
+    assert (config.backbone, config.min_size, config.anchor_sizes, config.fpn_channels) == (
+        "resnet_tiny",
+        256,
+        (16, 32, 64, 128, 256),
+        64,
+    )
     assert config.rpn.test == ProposalCounts(500, 300) and config.box.representation_size == 256
     assert config.canonical_size() == 224  # what version 1 used, whatever the input size
     weights = build_detector(config).state_dict()

@@ -3,6 +3,7 @@
 Real processes (`python -m fpnlab`) for a training run, its eval and detect, and one mistake per command;
 the other mistakes go through the same `fpnlab.cli.main` in this process, which is 10x faster.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,8 +22,13 @@ from fpnlab.data import shapes_mini
 
 def fpnlab(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run `python -m fpnlab ARGS` in a fresh process."""
-    return subprocess.run([sys.executable, "-m", "fpnlab", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "fpnlab", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
 
 
 def in_process(*args: str) -> subprocess.CompletedProcess:
@@ -48,15 +54,30 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 def trained(tmp_path_factory):
     """A test-preset run trained through the CLI, with an exported model and a results file."""
     root = tmp_path_factory.mktemp("cli")
-    result = fpnlab("train", "--preset", "test", "--run-dir", root / "run", "--export", root / "model.pt",
-                    "--set", "iterations=4", "--set", "eval_at_end=true", "--result", "cli_run", "--no-progress",
-                    env={"FPNLAB_RESULTS": str(root / "results")})
+    result = fpnlab(
+        "train",
+        "--preset",
+        "test",
+        "--run-dir",
+        root / "run",
+        "--export",
+        root / "model.pt",
+        "--set",
+        "iterations=4",
+        "--set",
+        "eval_at_end=true",
+        "--result",
+        "cli_run",
+        "--no-progress",
+        env={"FPNLAB_RESULTS": str(root / "results")},
+    )
     assert result.returncode == 0, result.stderr
     return root, result
 
 
-@pytest.mark.parametrize("command, option", [("train", "--preset"), ("eval", "--proposals"),
-                                             ("detect", "--score-threshold")])
+@pytest.mark.parametrize(
+    "command, option", [("train", "--preset"), ("eval", "--proposals"), ("detect", "--score-threshold")]
+)
 def test_every_command_has_help(command, option, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
@@ -97,27 +118,34 @@ def test_resuming_with_another_model_is_a_clear_mismatch(trained):
 
 def test_eval_on_a_dataset_that_is_not_there(trained):
     root, _ = trained
-    assert_one_line_error(in_process("eval", "--checkpoint", root / "model.pt", "--dataset", "/no/such/data"),
-                          "/no/such/data")
+    assert_one_line_error(
+        in_process("eval", "--checkpoint", root / "model.pt", "--dataset", "/no/such/data"), "/no/such/data"
+    )
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (["train", "--preset", "huge"], ["unknown preset 'huge'"]),
-    (["eval", "--checkpoint", "no_such.pt"], ["no_such.pt does not exist"]),
-    (["detect", "no_such.jpg"], ["image file no_such.jpg does not exist"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["train", "--preset", "huge"], ["unknown preset 'huge'"]),
+        (["eval", "--checkpoint", "no_such.pt"], ["no_such.pt does not exist"]),
+        (["detect", "no_such.jpg"], ["image file no_such.jpg does not exist"]),
+    ],
+)
 def test_each_command_exits_2_with_one_line_in_a_real_process(args, fragments):
     assert_one_line_error(fpnlab(*args), *fragments)
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (["train", "--fast"], ["unrecognized arguments: --fast"]),
-    (["train", "--set", "learning_rate=0.1"], ["unknown setting TrainConfig.learning_rate"]),
-    (["train", "--set", "model.rpn.nms_tresh=0.6"], ["unknown setting TrainConfig.model.rpn.nms_tresh"]),
-    (["train", "--set", "lr"], ["--set expects key=value"]),
-    (["eval", "--max-images", "0"], ["argument --max-images: must be >= 1, got 0"]),
-    (["detect", "x.jpg", "--score-threshold", "high"], ["invalid float value: 'high'"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["train", "--fast"], ["unrecognized arguments: --fast"]),
+        (["train", "--set", "learning_rate=0.1"], ["unknown setting TrainConfig.learning_rate"]),
+        (["train", "--set", "model.rpn.nms_tresh=0.6"], ["unknown setting TrainConfig.model.rpn.nms_tresh"]),
+        (["train", "--set", "lr"], ["--set expects key=value"]),
+        (["eval", "--max-images", "0"], ["argument --max-images: must be >= 1, got 0"]),
+        (["detect", "x.jpg", "--score-threshold", "high"], ["invalid float value: 'high'"]),
+    ],
+)
 def test_user_mistakes_exit_2_with_one_line(args, fragments):
     assert_one_line_error(in_process(*args), *fragments)
 
@@ -125,9 +153,15 @@ def test_user_mistakes_exit_2_with_one_line(args, fragments):
 def test_broken_files_exit_2_naming_them(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     (tmp_path / "notes.pt").write_text("a text file, not a checkpoint")
-    assert_one_line_error(in_process("detect", tmp_path / "broken.jpg", "--checkpoint", tmp_path / "notes.pt"),
-                          "broken.jpg", "cannot be read")
+    assert_one_line_error(
+        in_process("detect", tmp_path / "broken.jpg", "--checkpoint", tmp_path / "notes.pt"),
+        "broken.jpg",
+        "cannot be read",
+    )
     assert_one_line_error(in_process("eval", "--checkpoint", tmp_path / "notes.pt"), "notes.pt", "corrupt")
     (tmp_path / "no").write_text("a file where a folder should be")
-    assert_one_line_error(in_process("detect", tmp_path / "broken.jpg", "--out", tmp_path / "no" / "x.png"),
-                          "--out", "is a file, not a folder")
+    assert_one_line_error(
+        in_process("detect", tmp_path / "broken.jpg", "--out", tmp_path / "no" / "x.png"),
+        "--out",
+        "is a file, not a folder",
+    )

@@ -1,4 +1,5 @@
 """The `fpnlab` dispatcher: help lists every command, unknown commands fail with exit code 2."""
+
 from __future__ import annotations
 
 import subprocess

@@ -1,14 +1,22 @@
 """Presets and overrides: every preset is valid, every value can be overridden, mistakes are named at once."""
+
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
 
-from fpnlab.config import PRESETS, TrainConfig, get_preset
+from fpnlab.engine.presets import PRESETS, TrainConfig, get_preset
 from fpnlab.errors import FpnlabError
-from fpnlab.model_config import (MAX_HEAD_PARAMETERS, BoxHeadConfig, DetectorConfig, ProposalCounts, RoIConfig,
-                                 RPNConfig, upgrade_flat_layout)
+from fpnlab.model.config import (
+    MAX_HEAD_PARAMETERS,
+    BoxHeadConfig,
+    DetectorConfig,
+    ProposalCounts,
+    RoIConfig,
+    RPNConfig,
+    upgrade_flat_layout,
+)
 from fpnlab.overrides import coerce, literal, parse_set, type_name, update
 
 
@@ -45,57 +53,89 @@ def test_overrides_replace_fields_and_merge_nested_settings():
 
 
 def test_parse_set_reads_python_literals_and_dotted_names():
-    overrides = parse_set(["lr=1e-3", "schedule=step", "lr_steps=0.5,0.8", "clip_grad_norm=none",
-                           "amp=false", "model.norm=gn", "model.anchor_sizes=(16, 32, 64, 128)",
-                           "model.rpn.test.post_nms_top_n=700", "model.box.nms_thresh=0.4"])
-    assert overrides == {"lr": 0.001, "schedule": "step", "lr_steps": (0.5, 0.8), "clip_grad_norm": None,
-                         "amp": False, "model": {"norm": "gn", "anchor_sizes": (16, 32, 64, 128),
-                                                 "rpn": {"test": {"post_nms_top_n": 700}}, "box": {"nms_thresh": 0.4}}}
+    overrides = parse_set(
+        [
+            "lr=1e-3",
+            "schedule=step",
+            "lr_steps=0.5,0.8",
+            "clip_grad_norm=none",
+            "amp=false",
+            "model.norm=gn",
+            "model.anchor_sizes=(16, 32, 64, 128)",
+            "model.rpn.test.post_nms_top_n=700",
+            "model.box.nms_thresh=0.4",
+        ]
+    )
+    assert overrides == {
+        "lr": 0.001,
+        "schedule": "step",
+        "lr_steps": (0.5, 0.8),
+        "clip_grad_norm": None,
+        "amp": False,
+        "model": {
+            "norm": "gn",
+            "anchor_sizes": (16, 32, 64, 128),
+            "rpn": {"test": {"post_nms_top_n": 700}},
+            "box": {"nms_thresh": 0.4},
+        },
+    }
     cfg = get_preset("test", **overrides)
     assert cfg.lr_steps == (0.5, 0.8) and cfg.clip_grad_norm is None and cfg.model.norm == "gn"
     assert cfg.model.rpn.test == ProposalCounts(500, 700) and cfg.model.box.nms_thresh == 0.4
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(learning_rate=0.1), "unknown setting TrainConfig.learning_rate; known: dataset,"),
-    (dict(model={"rpn": {"nms_tresh": 0.6}}), "unknown setting TrainConfig.model.rpn.nms_tresh; known: train, test"),
-    (dict(model={"rpn_nms_thresh": 0.6}), "unknown setting TrainConfig.model.rpn_nms_thresh"),
-    (dict(iterations="many"), "TrainConfig.iterations expects int, got 'many'"),
-    (dict(amp=1), "TrainConfig.amp expects bool"),
-    (dict(clip_grad_norm="x"), "TrainConfig.clip_grad_norm expects float | None"),
-    (dict(model={"anchor_sizes": (32, "x", 128, 256)}), r"model.anchor_sizes expects tuple\[int, ...\]"),
-    (dict(model={"rpn": 0.6}), "TrainConfig.model.rpn expects RPNConfig"),
-    (dict(iterations=0), "iterations must be >= 1, got 0"),
-    (dict(max_train_images=0), "max_train_images must be >= 1 .or None for all images., got 0"),
-    (dict(max_val_images=-1), "max_val_images must be >= 1"),
-    (dict(momentum=-1), r"momentum must be in \[0, 1\), got -1"),
-    (dict(weight_decay=-1), "weight_decay must be >= 0"),
-    (dict(hflip_prob=7), r"hflip_prob is a probability in \[0, 1\], got 7"),
-    (dict(iterations=50, warmup_iterations=100), r"warmup_iterations must be in 0..iterations \(50\), got 100"),
-    (dict(schedule="linear"), "schedule must be one of step, cosine"),
-    (dict(lr_steps=(0.5, 2)), "fractions of the run"),
-    (dict(lr_steps=(0.8, 0.5)), "increasing fractions"),
-    (dict(lr=0), "lr must be > 0"),
-    (dict(gamma=0), "gamma must be in"),
-    (dict(seed=-1), "seed must be >= 0"),
-    (dict(model={"box": {"representation_size": 100_000_000}}), "representation_size must be in 1..16384"),
-    (dict(model={"fpn_channels": 4096, "box": {"representation_size": 16384}}), "box head's first layer would have"),
-    (dict(model={"min_size": 400}), "min_size <= max_size"),
-    (dict(model={"rpn": {"fg_iou_thresh": 0.2}}), "bg_iou_thresh <= fg_iou_thresh"),
-    (dict(model={"rpn": {"test": {"post_nms_top_n": 0}}}), "proposal counts must be >= 1"),
-    (dict(model={"anchor_sizes": (32, 64)}), "anchor_sizes needs one size per level"),
-    (dict(model={"roi": {"pooler": "max"}}), "RoIConfig.pooler must be one of"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(learning_rate=0.1), "unknown setting TrainConfig.learning_rate; known: dataset,"),
+        (
+            dict(model={"rpn": {"nms_tresh": 0.6}}),
+            "unknown setting TrainConfig.model.rpn.nms_tresh; known: train, test",
+        ),
+        (dict(model={"rpn_nms_thresh": 0.6}), "unknown setting TrainConfig.model.rpn_nms_thresh"),
+        (dict(iterations="many"), "TrainConfig.iterations expects int, got 'many'"),
+        (dict(amp=1), "TrainConfig.amp expects bool"),
+        (dict(clip_grad_norm="x"), "TrainConfig.clip_grad_norm expects float | None"),
+        (dict(model={"anchor_sizes": (32, "x", 128, 256)}), r"model.anchor_sizes expects tuple\[int, ...\]"),
+        (dict(model={"rpn": 0.6}), "TrainConfig.model.rpn expects RPNConfig"),
+        (dict(iterations=0), "iterations must be >= 1, got 0"),
+        (dict(max_train_images=0), "max_train_images must be >= 1 .or None for all images., got 0"),
+        (dict(max_val_images=-1), "max_val_images must be >= 1"),
+        (dict(momentum=-1), r"momentum must be in \[0, 1\), got -1"),
+        (dict(weight_decay=-1), "weight_decay must be >= 0"),
+        (dict(hflip_prob=7), r"hflip_prob is a probability in \[0, 1\], got 7"),
+        (dict(iterations=50, warmup_iterations=100), r"warmup_iterations must be in 0..iterations \(50\), got 100"),
+        (dict(schedule="linear"), "schedule must be one of step, cosine"),
+        (dict(lr_steps=(0.5, 2)), "fractions of the run"),
+        (dict(lr_steps=(0.8, 0.5)), "increasing fractions"),
+        (dict(lr=0), "lr must be > 0"),
+        (dict(gamma=0), "gamma must be in"),
+        (dict(seed=-1), "seed must be >= 0"),
+        (dict(model={"box": {"representation_size": 100_000_000}}), "representation_size must be in 1..16384"),
+        (
+            dict(model={"fpn_channels": 4096, "box": {"representation_size": 16384}}),
+            "box head's first layer would have",
+        ),
+        (dict(model={"min_size": 400}), "min_size <= max_size"),
+        (dict(model={"rpn": {"fg_iou_thresh": 0.2}}), "bg_iou_thresh <= fg_iou_thresh"),
+        (dict(model={"rpn": {"test": {"post_nms_top_n": 0}}}), "proposal counts must be >= 1"),
+        (dict(model={"anchor_sizes": (32, 64)}), "anchor_sizes needs one size per level"),
+        (dict(model={"roi": {"pooler": "max"}}), "RoIConfig.pooler must be one of"),
+    ],
+)
 def test_every_bad_setting_is_named_when_it_is_given(overrides, message):
     with pytest.raises(FpnlabError, match=message):
         get_preset("cpu", **overrides)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: get_preset("gpu2"), "unknown preset 'gpu2'"),
-    (lambda: parse_set(["lr"]), "--set expects key=value"),
-    (lambda: parse_set(["model..norm=gn"]), "--set expects key=value"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: get_preset("gpu2"), "unknown preset 'gpu2'"),
+        (lambda: parse_set(["lr"]), "--set expects key=value"),
+        (lambda: parse_set(["model..norm=gn"]), "--set expects key=value"),
+    ],
+)
 def test_other_mistakes_raise_one_clear_error(call, message):
     with pytest.raises(FpnlabError, match=message):
         call()
@@ -103,11 +143,18 @@ def test_other_mistakes_raise_one_clear_error(call, message):
 
 # Each range rule at its edges: the edge itself is accepted, the nearest value outside is refused.
 EDGES = [  # (setting, accepted edge values, refused values)
-    ("batch_size", [1], [0]), ("log_every", [1], [0]), ("max_train_images", [1, None], [0]),
+    ("batch_size", [1], [0]),
+    ("log_every", [1], [0]),
+    ("max_train_images", [1, None], [0]),
     ("max_val_images", [1], [0]),
-    ("hflip_prob", [0.0, 1.0], [-0.01, 1.01]), ("num_workers", [0], [-1]), ("momentum", [0.0, 0.99], [1.0, -0.1]),
-    ("weight_decay", [0.0], [-1e-9]), ("warmup_factor", [1.0, 1e-6], [0.0, 1.5]), ("gamma", [1.0], [0.0, 1.01]),
-    ("clip_grad_norm", [1e-3, 0.5, None], [0.0]), ("seed", [0], [-1]),
+    ("hflip_prob", [0.0, 1.0], [-0.01, 1.01]),
+    ("num_workers", [0], [-1]),
+    ("momentum", [0.0, 0.99], [1.0, -0.1]),
+    ("weight_decay", [0.0], [-1e-9]),
+    ("warmup_factor", [1.0, 1e-6], [0.0, 1.5]),
+    ("gamma", [1.0], [0.0, 1.01]),
+    ("clip_grad_norm", [1e-3, 0.5, None], [0.0]),
+    ("seed", [0], [-1]),
     ("lr_steps", [(0.01, 0.99), (0.5, 0.5), (0.5,)], [(0.0, 0.5), (0.5, 1.0), (0.5, 1.5)]),
 ]
 
@@ -133,10 +180,23 @@ def test_unknown_preset_lists_the_presets():
         get_preset("x")
 
 
-@pytest.mark.parametrize("text, value", [
-    ("true", True), ("TRUE", True), ("False", False), ("none", None), ("null", None), ("NULL", None),
-    ("0.01", 0.01), ("[1, 2]", (1, 2)), ("1,2", (1, 2)), ("resnet18", "resnet18"), ("(", "("), ("'a'", "a"),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("False", False),
+        ("none", None),
+        ("null", None),
+        ("NULL", None),
+        ("0.01", 0.01),
+        ("[1, 2]", (1, 2)),
+        ("1,2", (1, 2)),
+        ("resnet18", "resnet18"),
+        ("(", "("),
+        ("'a'", "a"),
+    ],
+)
 def test_literal_reads_python_values_and_spelled_constants(text, value):
     assert literal(text) == value and type(literal(text)) is type(value)
 
@@ -161,10 +221,16 @@ def test_update_and_coerce_convert_only_what_they_document():
         coerce(3, RPNConfig | None, "cfg.rpn")
 
 
-@pytest.mark.parametrize("kind, name", [
-    (int, "int"), (float | None, "float | None"), (tuple[float, ...], "tuple[float, ...]"),
-    (type(None), "None"), ("Unresolved", "Unresolved"),  # an annotation left as text
-])
+@pytest.mark.parametrize(
+    "kind, name",
+    [
+        (int, "int"),
+        (float | None, "float | None"),
+        (tuple[float, ...], "tuple[float, ...]"),
+        (type(None), "None"),
+        ("Unresolved", "Unresolved"),  # an annotation left as text
+    ],
+)
 def test_type_names_read_like_the_annotations(kind, name):
     assert type_name(kind) == name
 
@@ -173,29 +239,50 @@ MODEL_EDGES = [  # (settings class, setting, accepted edge values, refused value
     (RPNConfig, "fg_iou_thresh", [1.0, 0.3], [1.01], "RPNConfig needs 0 <= bg_iou_thresh <= fg_iou_thresh <= 1"),
     (RPNConfig, "bg_iou_thresh", [0.0, 0.7], [-0.01], "RPNConfig needs 0 <= bg_iou_thresh"),
     (RPNConfig, "batch_size_per_image", [1], [0], "RPNConfig.batch_size_per_image must be >= 1, got 0"),
-    (RPNConfig, "positive_fraction", [0.0, 1.0], [-0.01, 1.01],
-     r"RPNConfig.positive_fraction must be in \[0, 1\], got"),
+    (
+        RPNConfig,
+        "positive_fraction",
+        [0.0, 1.0],
+        [-0.01, 1.01],
+        r"RPNConfig.positive_fraction must be in \[0, 1\], got",
+    ),
     (RPNConfig, "nms_thresh", [0.0, 1.0], [-0.01, 1.01], r"RPNConfig.nms_thresh is an IoU in \[0, 1\], got"),
     (BoxHeadConfig, "fg_iou_thresh", [1.0], [1.01], "BoxHeadConfig needs 0 <= bg_iou_thresh"),
     (BoxHeadConfig, "batch_size_per_image", [1], [0], "BoxHeadConfig.batch_size_per_image must be >= 1"),
     (BoxHeadConfig, "representation_size", [1, 16384], [0, 16385], "BoxHeadConfig.representation_size must be"),
-    (BoxHeadConfig, "reg_weights", [(1e-3, 1e-3, 1e-3, 1e-3)], [(0.0, 1.0, 1.0, 1.0), (1.0, 1.0, 1.0)],
-     r"BoxHeadConfig.reg_weights needs 4 positive numbers, got \("),
+    (
+        BoxHeadConfig,
+        "reg_weights",
+        [(1e-3, 1e-3, 1e-3, 1e-3)],
+        [(0.0, 1.0, 1.0, 1.0), (1.0, 1.0, 1.0)],
+        r"BoxHeadConfig.reg_weights needs 4 positive numbers, got \(",
+    ),
     (BoxHeadConfig, "detections_per_img", [1], [0], "BoxHeadConfig.detections_per_img must be >= 1, got 0"),
     (RoIConfig, "output_size", [1, 32], [0, 33], "RoIConfig.output_size must be in 1..32, got"),
     (RoIConfig, "canonical_size", [None, 0.5], [0.0, -1.0], r"RoIConfig.canonical_size must be > 0 \(or None\)"),
     (DetectorConfig, "num_classes", [2], [1], "DetectorConfig.num_classes counts background too and must be >= 2"),
-    (DetectorConfig, "levels", [("p2", "p3", "p4", "p5", "p6")], [(), ("p7", "p2", "p3", "p4", "p5")],
-     "DetectorConfig.levels must be a non-empty subset of"),
-    (DetectorConfig, "anchor_sizes", [(1, 64, 128, 256, 512)], [(0, 64, 128, 256, 512)],
-     "DetectorConfig.anchor_sizes and aspect_ratios must be positive."),
+    (
+        DetectorConfig,
+        "levels",
+        [("p2", "p3", "p4", "p5", "p6")],
+        [(), ("p7", "p2", "p3", "p4", "p5")],
+        "DetectorConfig.levels must be a non-empty subset of",
+    ),
+    (
+        DetectorConfig,
+        "anchor_sizes",
+        [(1, 64, 128, 256, 512)],
+        [(0, 64, 128, 256, 512)],
+        "DetectorConfig.anchor_sizes and aspect_ratios must be positive.",
+    ),
     (DetectorConfig, "aspect_ratios", [(0.01,)], [(0.0, 1.0)], "DetectorConfig.anchor_sizes and aspect_ratios must"),
     (DetectorConfig, "fpn_channels", [1, 4096], [0, 4097], "DetectorConfig.fpn_channels must be in 1..4096, got"),
 ]
 
 
-@pytest.mark.parametrize("kind, name, accepted, refused, message", MODEL_EDGES,
-                         ids=[f"{e[0].__name__}.{e[1]}" for e in MODEL_EDGES])
+@pytest.mark.parametrize(
+    "kind, name, accepted, refused, message", MODEL_EDGES, ids=[f"{e[0].__name__}.{e[1]}" for e in MODEL_EDGES]
+)
 def test_each_model_rule_accepts_its_edges_and_refuses_just_outside(kind, name, accepted, refused, message):
     extra = {"representation_size": 64} if name == "fpn_channels" else {}  # keep fc6 within its limit
     box = {"box": BoxHeadConfig(**extra)} if extra else {}
@@ -223,19 +310,32 @@ def test_model_sizes_and_proposal_counts_at_their_edges():
 def test_box_head_limit_is_inclusive():
     """fc6 has fpn_channels x output_size^2 x representation_size weights, at most MAX_HEAD_PARAMETERS."""
     limit = MAX_HEAD_PARAMETERS  # 500_000_000 = 2000 x 5^2 x 10_000
-    assert DetectorConfig(fpn_channels=2000, roi=RoIConfig(output_size=5),
-                          box=BoxHeadConfig(representation_size=10_000)).fpn_channels == 2000
+    assert (
+        DetectorConfig(
+            fpn_channels=2000, roi=RoIConfig(output_size=5), box=BoxHeadConfig(representation_size=10_000)
+        ).fpn_channels
+        == 2000
+    )
     with pytest.raises(FpnlabError, match=f"would have {limit + 2000 * 25:,} weights"):
         DetectorConfig(fpn_channels=2000, roi=RoIConfig(output_size=5), box=BoxHeadConfig(representation_size=10_001))
 
 
 def test_flat_layout_of_old_checkpoints_moves_into_groups():
-    old = {"backbone": "resnet50", "rpn_pre_nms_top_n_test": 500, "rpn_nms_thresh": 0.6, "roi_output_size": 5,
-           "representation_size": 256, "bbox_reg_weights": (1.0, 1.0, 1.0, 1.0), "box_detections_per_img": 7}
+    old = {
+        "backbone": "resnet50",
+        "rpn_pre_nms_top_n_test": 500,
+        "rpn_nms_thresh": 0.6,
+        "roi_output_size": 5,
+        "representation_size": 256,
+        "bbox_reg_weights": (1.0, 1.0, 1.0, 1.0),
+        "box_detections_per_img": 7,
+    }
     assert upgrade_flat_layout(old) == {
-        "roi": {"canonical_size": 224.0, "output_size": 5}, "backbone": "resnet50",
+        "roi": {"canonical_size": 224.0, "output_size": 5},
+        "backbone": "resnet50",
         "rpn": {"test": {"pre_nms_top_n": 500}, "nms_thresh": 0.6},
-        "box": {"representation_size": 256, "reg_weights": (1.0, 1.0, 1.0, 1.0), "detections_per_img": 7}}
+        "box": {"representation_size": 256, "reg_weights": (1.0, 1.0, 1.0, 1.0), "detections_per_img": 7},
+    }
     assert upgrade_flat_layout({}) == {"roi": {"canonical_size": 224.0}}
 
 

@@ -1,4 +1,5 @@
 """COCO loading: targets as documented, and one clear DataError naming the file for every kind of bad input."""
+
 from __future__ import annotations
 
 import json
@@ -10,16 +11,18 @@ import pytest
 import torch
 from PIL import Image
 
-from fpnlab.boxes import xywh_to_xyxy, xyxy_to_xywh
 from fpnlab.data import CocoDetection, collate_fn
 from fpnlab.errors import DataError
+from fpnlab.model.boxes import xywh_to_xyxy, xyxy_to_xywh
 
 
 def _coco() -> dict:
     """Two 64x48 images; categories with gappy ids 5 and 9; one crowd region."""
     return {
-        "images": [{"id": 10, "file_name": "a.png", "width": 64, "height": 48},
-                   {"id": 20, "file_name": "b.jpg", "width": 64, "height": 48}],
+        "images": [
+            {"id": 10, "file_name": "a.png", "width": 64, "height": 48},
+            {"id": 20, "file_name": "b.jpg", "width": 64, "height": 48},
+        ],
         "categories": [{"id": 9, "name": "square"}, {"id": 5, "name": "circle"}],
         "annotations": [
             {"id": 1, "image_id": 10, "category_id": 9, "bbox": [4.0, 6.0, 20.0, 10.0], "area": 200.0, "iscrowd": 0},
@@ -65,8 +68,9 @@ def test_targets_labels_and_crowd(dataset_dir):
 
 def test_xywh_xyxy_round_trip(dataset_dir):
     ds = CocoDetection(dataset_dir, dataset_dir / "ann.json")
-    xywh = torch.tensor([a["bbox"] for a in ds.coco.loadAnns(ds.coco.getAnnIds(imgIds=10, iscrowd=False))],
-                        dtype=torch.float32)
+    xywh = torch.tensor(
+        [a["bbox"] for a in ds.coco.loadAnns(ds.coco.getAnnIds(imgIds=10, iscrowd=False))], dtype=torch.float32
+    )
     assert torch.equal(ds[0][1]["boxes"], xywh_to_xyxy(xywh))
     assert torch.equal(xyxy_to_xywh(xywh_to_xyxy(xywh)), xywh)
 
@@ -107,6 +111,7 @@ def test_nothing_is_written_into_the_dataset_folder(dataset_dir):
 
 # --- bad JSON: each case is one DataError naming the annotation file --------------------------
 
+
 def _set(path: list, value):
     def edit(data):
         target = data
@@ -114,6 +119,7 @@ def _set(path: list, value):
             target = target[key]
         target[path[-1]] = value
         return data
+
     return edit
 
 
@@ -121,6 +127,7 @@ def _delete(section: str, index: int, key: str):
     def edit(data):
         del data[section][index][key]
         return data
+
     return edit
 
 
@@ -171,6 +178,7 @@ def test_missing_annotation_file_and_image_folder(dataset_dir):
 
 # --- bad images: found when the image is loaded --------------------------------------------------
 
+
 def _break_missing(path: Path) -> None:
     path.unlink()
 
@@ -183,11 +191,14 @@ def _break_not_an_image(path: Path) -> None:
     path.write_text("this is not a JPEG")
 
 
-@pytest.mark.parametrize("breaker, fragment", [
-    (_break_missing, "does not exist"),
-    (_break_truncated, "truncated or not an image"),
-    (_break_not_an_image, "truncated or not an image"),
-])
+@pytest.mark.parametrize(
+    "breaker, fragment",
+    [
+        (_break_missing, "does not exist"),
+        (_break_truncated, "truncated or not an image"),
+        (_break_not_an_image, "truncated or not an image"),
+    ],
+)
 def test_bad_image_file(dataset_dir, breaker, fragment):
     ds = CocoDetection(dataset_dir, dataset_dir / "ann.json")
     breaker(dataset_dir / "b.jpg")

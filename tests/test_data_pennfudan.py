@@ -3,6 +3,7 @@
 The test builds a tiny archive shaped like PennFudanPed.zip (PNGImages/ + PedMasks/ with instance ids) and
 serves it from a local HTTP server on 127.0.0.1 that honours Range requests and can cut a transfer short.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,9 @@ def _archive_bytes() -> bytes:
             mask = np.zeros((height, width), dtype=np.uint8)
             for k, (x1, y1, x2, y2) in enumerate(people, start=1):
                 mask[y1:y2, x1:x2] = k
-            zf.writestr(f"PennFudanPed/PNGImages/{name}.png",
-                        _png(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)))
+            zf.writestr(
+                f"PennFudanPed/PNGImages/{name}.png", _png(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+            )
             zf.writestr(f"PennFudanPed/PedMasks/{name}_mask.png", _png(mask))
             zf.writestr(f"PennFudanPed/Annotation/{name}.txt", f"Image filename : {name}.png\n")
     return buffer.getvalue()
@@ -60,6 +62,7 @@ SHA256 = hashlib.sha256(ARCHIVE).hexdigest()
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves ARCHIVE; honours `Range: bytes=N-`; sends only `cut` bytes of the next answer when set."""
+
     ranges: list[str | None] = []
     cut: int | None = None
 
@@ -73,7 +76,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if _Handler.cut is not None:
-            body, _Handler.cut = body[:_Handler.cut], None
+            body, _Handler.cut = body[: _Handler.cut], None
         self.wfile.write(body)
 
     def log_message(self, *args):
@@ -138,8 +141,9 @@ def test_masks_become_boxes_areas_and_rle():
     first, second = mask_annotations(mask)
     assert first["bbox"] == [3.0, 2.0, 10.0, 5.0] and first["area"] == 50.0
     assert second["bbox"] == [20.0, 10.0, 2.0, 9.0] and second["area"] == 18.0
-    decoded = mask_utils.decode({"size": second["segmentation"]["size"],
-                                 "counts": second["segmentation"]["counts"].encode()})
+    decoded = mask_utils.decode(
+        {"size": second["segmentation"]["size"], "counts": second["segmentation"]["counts"].encode()}
+    )
     assert np.array_equal(decoded, (mask == 2).astype(np.uint8))
 
 
@@ -151,8 +155,9 @@ def test_download_and_convert_to_coco(url, tmp_path, monkeypatch):
     names = sorted(PEOPLE)
     assert sorted(p.stem for p in paths.train_images.iterdir()) == names[:3]  # 30% of 4 -> the last 1 is val
     assert sorted(p.stem for p in paths.val_images.iterdir()) == names[3:]
-    assert (paths.train_images / "FudanPed00001.png").read_bytes() == \
-        zipfile.ZipFile(io.BytesIO(ARCHIVE)).read("PennFudanPed/PNGImages/FudanPed00001.png")
+    assert (paths.train_images / "FudanPed00001.png").read_bytes() == zipfile.ZipFile(io.BytesIO(ARCHIVE)).read(
+        "PennFudanPed/PNGImages/FudanPed00001.png"
+    )
 
     train = load_split("pennfudan", "train")
     assert train.categories == ["person"] and train.num_classes == 2
@@ -180,8 +185,23 @@ def test_archive_without_masks_is_rejected(tmp_path):
 
 
 def test_download_command_line(url, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "fpnlab", "download", "pennfudan", "--out", str(tmp_path),
-                             "--url", url, "--no-progress"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fpnlab",
+            "download",
+            "pennfudan",
+            "--out",
+            str(tmp_path),
+            "--url",
+            url,
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert f"archive SHA-256 {SHA256} (not verified" in result.stdout
     assert f"{tmp_path / 'train'}: 3 images, 6 people" in result.stdout

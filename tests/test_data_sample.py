@@ -1,4 +1,5 @@
 """The shipped shapes-mini sample: small, balanced, recognisable, reproducible, and found by shapes_mini()."""
+
 from __future__ import annotations
 
 import contextlib
@@ -34,8 +35,10 @@ def _quiet_coco(path) -> COCO:
 def test_sample_size_and_counts(sample):
     total = sum(p.stat().st_size for p in sample.root.rglob("*") if p.is_file())
     assert total <= 8 * 2**20
-    for images, ann_file, count in ((sample.train_images, sample.train_json, catalog.SHAPES_MINI["n_train"]),
-                                    (sample.val_images, sample.val_json, catalog.SHAPES_MINI["n_val"])):
+    for images, ann_file, count in (
+        (sample.train_images, sample.train_json, catalog.SHAPES_MINI["n_train"]),
+        (sample.val_images, sample.val_json, catalog.SHAPES_MINI["n_val"]),
+    ):
         coco = _quiet_coco(ann_file)
         assert len(coco.getImgIds()) == count == len(list(images.glob("*.jpg")))
         assert {img["width"] for img in coco.dataset["images"]} == {catalog.SHAPES_MINI["size"]}
@@ -58,13 +61,13 @@ def test_objects_stay_visible_and_contrasted(sample):
         masks = [coco.annToMask(a).astype(bool) for a in anns]  # (H, W) each
         luma = np.asarray(Image.open(sample.val_images / image["file_name"]), dtype=float) / 255 @ LUMA
         for i, (ann, mask) in enumerate(zip(anns, masks)):
-            in_front = np.logical_or.reduce(masks[i + 1:]) if i + 1 < len(masks) else np.zeros_like(mask)
+            in_front = np.logical_or.reduce(masks[i + 1 :]) if i + 1 < len(masks) else np.zeros_like(mask)
             visible = mask & ~in_front
             visible_share.append(visible.sum() / mask.sum())
             if ann["area"] < 32**2:
                 x, y, w, h = (int(v) for v in ann["bbox"])
                 around = np.zeros_like(mask)
-                around[max(y - 3, 0):y + h + 4, max(x - 3, 0):x + w + 4] = True
+                around[max(y - 3, 0) : y + h + 4, max(x - 3, 0) : x + w + 4] = True
                 around &= ~mask & ~in_front
                 contrast.append(abs(luma[visible].mean() - luma[around].mean()))
     assert min(visible_share) >= MIN_VISIBLE - 0.02

@@ -1,4 +1,5 @@
 """The synthetic shapes generator: deterministic bytes, balanced size buckets, valid COCO, a working CLI."""
+
 from __future__ import annotations
 
 import contextlib
@@ -83,11 +84,14 @@ def test_ring_polygon_has_a_hole():
     assert polygon_area(ring) == pytest.approx(polygon_area(circle) * (1 - 0.55**2), rel=1e-6)
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    (dict(n_train=-1, n_val=0), "--train"),
-    (dict(n_train=1, n_val=0, size=32), "--size"),
-    (dict(n_train=1, n_val=0, workers=0), "--workers"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        (dict(n_train=-1, n_val=0), "--train"),
+        (dict(n_train=1, n_val=0, size=32), "--size"),
+        (dict(n_train=1, n_val=0, workers=0), "--workers"),
+    ],
+)
 def test_bad_arguments_raise_one_clear_error(tmp_path, kwargs, fragment):
     with pytest.raises(FpnlabError, match=fragment):
         make_dataset(tmp_path, progress=False, **kwargs)
@@ -105,15 +109,30 @@ def test_existing_dataset_is_kept_unless_overwrite(tmp_path):
 
 def test_make_data_command_line(tmp_path):
     out = tmp_path / "cli"
-    command = [sys.executable, "-m", "fpnlab", "make-data", "--out", str(out), "--train", "4", "--val", "2",
-               "--size", "128", "--seed", "3", "--workers", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "fpnlab",
+        "make-data",
+        "--out",
+        str(out),
+        "--train",
+        "4",
+        "--val",
+        "2",
+        "--size",
+        "128",
+        "--seed",
+        "3",
+        "--workers",
+        "2",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "make-data train" in result.stderr  # the progress bar
     assert len(_quiet_coco(out / "train.json").getImgIds()) == 4
     assert len(list((out / "val").glob("*.jpg"))) == 2
     assert f"{out / 'train'}: " in result.stdout
-
 
 
 def test_make_data_command_line_error_is_one_line(tmp_path, capsys):

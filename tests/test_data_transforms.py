@@ -1,4 +1,5 @@
 """Detection transforms move the boxes exactly with the pixels."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,11 @@ def _image_with_block(height: int, width: int, box: tuple[int, int, int, int]) -
     x1, y1, x2, y2 = box
     image = torch.zeros(3, height, width)
     image[:, y1:y2, x1:x2] = 1.0
-    target = {"boxes": torch.tensor([box], dtype=torch.float32), "labels": torch.tensor([1]),
-              "area": torch.tensor([float((x2 - x1) * (y2 - y1))])}
+    target = {
+        "boxes": torch.tensor([box], dtype=torch.float32),
+        "labels": torch.tensor([1]),
+        "area": torch.tensor([float((x2 - x1) * (y2 - y1))]),
+    }
     return image, target
 
 
@@ -52,11 +56,14 @@ def test_flip_probability():
     assert flips / 2000 == pytest.approx(0.3, abs=0.04)
 
 
-@pytest.mark.parametrize("size, limits, expected", [
-    ((50, 100), (100, 1000), (100, 200)),  # shorter side 50 -> 100
-    ((50, 400), (100, 500), (62, 500)),    # the longer side would pass 500: scale 1.25
-    ((120, 80), (40, 1333), (60, 40)),     # downscaling
-])
+@pytest.mark.parametrize(
+    "size, limits, expected",
+    [
+        ((50, 100), (100, 1000), (100, 200)),  # shorter side 50 -> 100
+        ((50, 400), (100, 500), (62, 500)),  # the longer side would pass 500: scale 1.25
+        ((120, 80), (40, 1333), (60, 40)),  # downscaling
+    ],
+)
 def test_resize_scales_boxes_and_area(size, limits, expected):
     height, width = size
     image, target = _image_with_block(height, width, (10, 20, 30, 40))

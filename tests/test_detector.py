@@ -1,4 +1,5 @@
-"""Stage 9, the whole detector: config, variants, bad input, training, and equality with torchvision."""
+"""The whole detector (stages 1-6 assembled): config, variants, bad input, training, and equality with torchvision."""
+
 import copy
 import dataclasses
 import json
@@ -13,19 +14,29 @@ from torchvision.models.detection import FasterRCNN, fasterrcnn_resnet50_fpn
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from fpnlab.detector import FPNDetector, build_detector
 from fpnlab.errors import DataError, FpnlabError
-from fpnlab.model_config import DetectorConfig, ProposalCounts
+from fpnlab.model.config import DetectorConfig, ProposalCounts
+from fpnlab.model.detector import FPNDetector, build_detector
+from fpnlab.model.torchvision_port import from_torchvision
 from fpnlab.switch import use_reference_ops
-from fpnlab.torchvision_port import from_torchvision
 
 # --- small from-scratch detectors (what the TRAIN engineer builds) -------------------------------------------
 
-TINY = dict(num_classes=4, backbone="resnet_tiny", norm="bn", trainable_layers=5, fpn_channels=16,
-            min_size=128, max_size=128, anchor_sizes=(8, 16, 32, 64, 128),
-            rpn={"train": {"pre_nms_top_n": 2000, "post_nms_top_n": 200}, "test": {"pre_nms_top_n": 1000,
-                                                                                    "post_nms_top_n": 100}},
-            box={"representation_size": 32, "batch_size_per_image": 64})
+TINY = dict(
+    num_classes=4,
+    backbone="resnet_tiny",
+    norm="bn",
+    trainable_layers=5,
+    fpn_channels=16,
+    min_size=128,
+    max_size=128,
+    anchor_sizes=(8, 16, 32, 64, 128),
+    rpn={
+        "train": {"pre_nms_top_n": 2000, "post_nms_top_n": 200},
+        "test": {"pre_nms_top_n": 1000, "post_nms_top_n": 100},
+    },
+    box={"representation_size": 32, "batch_size_per_image": 64},
+)
 
 
 def tiny(**overrides) -> FPNDetector:
@@ -42,7 +53,7 @@ def shapes_batch(n: int = 2, size: int = 128, seed: int = 0):
         boxes = []
         for label, (h, w) in ((1, (30, 30)), (2, (12, 50))):
             y, x = torch.randint(0, size - 50, (2,), generator=gen).tolist()
-            image[label - 1, y:y + h, x:x + w] = 1.0
+            image[label - 1, y : y + h, x : x + w] = 1.0
             boxes.append([x, y, x + w, y + h])
         images.append(image)
         targets.append({"boxes": torch.tensor(boxes, dtype=torch.float32), "labels": torch.tensor([1, 2])})
@@ -53,7 +64,9 @@ def test_config_round_trips_through_json_and_rejects_bad_values():
     config = DetectorConfig.from_dict({**TINY, "levels": ("p2",)})
     assert DetectorConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(config)))) == config
     assert DetectorConfig().rpn.test == ProposalCounts(1000, 1000) and DetectorConfig().rpn.train.post_nms_top_n == 2000
-    assert DetectorConfig().canonical_size() == 224 and DetectorConfig(min_size=400, max_size=600).canonical_size() == 112
+    assert (
+        DetectorConfig().canonical_size() == 224 and DetectorConfig(min_size=400, max_size=600).canonical_size() == 112
+    )
     with pytest.raises(FpnlabError, match="neck"):
         DetectorConfig(neck="c3")
     with pytest.raises(FpnlabError, match="anchor_sizes"):
@@ -64,15 +77,18 @@ def test_config_round_trips_through_json_and_rejects_bad_values():
         DetectorConfig(levels=("p6",))
 
 
-@pytest.mark.parametrize("overrides, levels, anchors_per_location, pooled", [
-    ({}, ["p2", "p3", "p4", "p5", "p6"], 3, ("p2", "p3", "p4", "p5")),  # Table 1 row (c): FPN
-    ({"neck": "c4"}, ["c4"], 15, ("c4",)),  # row (a): all 5 sizes x 3 ratios on C4
-    ({"neck": "c5"}, ["c5"], 15, ("c5",)),  # row (b)
-    ({"top_down": False}, ["p2", "p3", "p4", "p5", "p6"], 3, ("p2", "p3", "p4", "p5")),  # row (d)
-    ({"lateral": False}, ["p2", "p3", "p4", "p5", "p6"], 3, ("p2", "p3", "p4", "p5")),  # row (e)
-    ({"levels": ("p2",)}, ["p2"], 15, ("p2",)),  # row (f): P2 only
-    ({"roi": {"pooler": "pool"}}, ["p2", "p3", "p4", "p5", "p6"], 3, ("p2", "p3", "p4", "p5")),
-])
+@pytest.mark.parametrize(
+    "overrides, levels, anchors_per_location, pooled",
+    [
+        ({}, ["p2", "p3", "p4", "p5", "p6"], 3, ("p2", "p3", "p4", "p5")),  # Table 1 row (c): FPN
+        ({"neck": "c4"}, ["c4"], 15, ("c4",)),  # row (a): all 5 sizes x 3 ratios on C4
+        ({"neck": "c5"}, ["c5"], 15, ("c5",)),  # row (b)
+        ({"top_down": False}, ["p2", "p3", "p4", "p5", "p6"], 3, ("p2", "p3", "p4", "p5")),  # row (d)
+        ({"lateral": False}, ["p2", "p3", "p4", "p5", "p6"], 3, ("p2", "p3", "p4", "p5")),  # row (e)
+        ({"levels": ("p2",)}, ["p2"], 15, ("p2",)),  # row (f): P2 only
+        ({"roi": {"pooler": "pool"}}, ["p2", "p3", "p4", "p5", "p6"], 3, ("p2", "p3", "p4", "p5")),
+    ],
+)
 def test_variants_train_and_detect(overrides, levels, anchors_per_location, pooled):
     model = tiny(**overrides)
     assert model.rpn.anchor_generator.num_anchors_per_location() == [anchors_per_location] * len(levels)
@@ -84,14 +100,14 @@ def test_variants_train_and_detect(overrides, levels, anchors_per_location, pool
     assert all(torch.isfinite(v) for v in losses.values())
     model.eval()
     info = model.inspect(images)
-    assert info["levels"] == levels
+    assert info.levels == levels
     for name in levels:
-        stride = 128 // info["objectness"][name].shape[-1]
-        assert info["objectness"][name].shape == (2, anchors_per_location, 128 // stride, 128 // stride)
-        assert len(info["anchors"][name]) == (128 // stride) ** 2 * anchors_per_location
+        stride = 128 // info.objectness[name].shape[-1]
+        assert info.objectness[name].shape == (2, anchors_per_location, 128 // stride, 128 // stride)
+        assert len(info.anchors[name]) == (128 // stride) ** 2 * anchors_per_location
     with torch.no_grad():
         detections = model(images)
-    for ours, inspected in zip(detections, info["detections"]):
+    for ours, inspected in zip(detections, info.detections):
         assert set(ours) == {"boxes", "labels", "scores"}
         assert torch.equal(ours["boxes"], inspected["boxes"])
 
@@ -113,20 +129,20 @@ def test_inspect_and_propose():
     model = tiny().eval()
     images = [torch.rand(3, 100, 150), torch.rand(3, 128, 96)]
     info = model.inspect(images)
-    assert info["image_sizes"] == [(85, 128), (128, 96)] and info["input_sizes"] == [(100, 150), (128, 96)]
-    assert info["images"].shape == (2, 3, 128, 128)
+    assert info.image_sizes == [(85, 128), (128, 96)] and info.input_sizes == [(100, 150), (128, 96)]
+    assert info.images.shape == (2, 3, 128, 128)
     expected = torch.nn.functional.interpolate(images[0][None], size=(85, 128), mode="bilinear")[0]
-    assert [tuple(r.shape) for r in info["resized"]] == [(3, 85, 128), (3, 128, 96)]
-    assert torch.allclose(info["resized"][0], expected, atol=1e-5)  # what the network sees, back in [0, 1]
-    assert list(info["features"]) == ["c2", "c3", "c4", "c5", "p2", "p3", "p4", "p5", "p6"]
-    assert info["features"]["c3"].shape == (2, 64, 16, 16) and info["features"]["p6"].shape == (2, 16, 2, 2)
+    assert [tuple(r.shape) for r in info.resized] == [(3, 85, 128), (3, 128, 96)]
+    assert torch.allclose(info.resized[0], expected, atol=1e-5)  # what the network sees, back in [0, 1]
+    assert list(info.features) == ["c2", "c3", "c4", "c5", "p2", "p3", "p4", "p5", "p6"]
+    assert info.features["c3"].shape == (2, 64, 16, 16) and info.features["p6"].shape == (2, 16, 2, 2)
     proposals = model.propose(images)
-    for p, boxes, levels, roi_levels in zip(proposals, info["proposals"], info["proposal_levels"], info["roi_levels"]):
+    for p, boxes, levels, roi_levels in zip(proposals, info.proposals, info.proposal_levels, info.roi_levels):
         assert torch.equal(p["boxes"], boxes)
         assert len(levels) == len(boxes) and set(levels.tolist()) <= {2, 3, 4, 5, 6}
         assert set(roi_levels.tolist()) <= {2, 3, 4, 5}
     assert (proposals[0]["boxes"][:, 2:] <= torch.tensor([150.0, 100.0]) + 1e-3).all()  # input pixels
-    assert not model.training and model.inspect(images)["detections"][0]["boxes"].shape[1] == 4
+    assert not model.training and model.inspect(images).detections[0]["boxes"].shape[1] == 4
 
 
 def test_image_without_objects_trains():
@@ -158,25 +174,28 @@ IMAGE = torch.rand(3, 64, 64)
 BOX = {"boxes": torch.tensor([[4.0, 4.0, 30.0, 40.0]]), "labels": torch.tensor([1])}
 
 
-@pytest.mark.parametrize("images, targets, message", [
-    ([], [], "non-empty list"),
-    (IMAGE, [BOX], "non-empty list"),  # a single (3, H, W) image, not a list
-    ([torch.rand(1, 64, 64)], [BOX], r"\(3, H, W\)"),
-    ([torch.rand(64, 64)], [BOX], r"\(3, H, W\)"),
-    ([(IMAGE * 255).to(torch.uint8)], [BOX], "float"),
-    ([IMAGE * 255], [BOX], r"\[0, 1\]"),
-    ([torch.full((3, 64, 64), float("nan"))], [BOX], "NaN"),
-    ([IMAGE], None, "targets are required"),
-    ([IMAGE, IMAGE], [BOX], "2 image"),
-    ([IMAGE], [{"boxes": torch.tensor([[30.0, 4.0, 4.0, 40.0]]), "labels": torch.tensor([1])}], "x2 <= x1"),
-    ([IMAGE], [{"boxes": torch.tensor([[4.0, 4.0, 30.0, 4.0]]), "labels": torch.tensor([1])}], "y2 <= y1"),
-    ([IMAGE], [{"boxes": torch.tensor([[4.0, float("nan"), 30.0, 40.0]]), "labels": torch.tensor([1])}], "NaN"),
-    ([IMAGE], [{"boxes": torch.tensor([]), "labels": torch.tensor([])}], r"torch.zeros\(\(0, 4\)\)"),
-    ([IMAGE], [{"boxes": BOX["boxes"]}], "'labels'"),
-    ([IMAGE], [{"boxes": BOX["boxes"], "labels": torch.tensor([4])}], r"1\.\.3"),
-    ([IMAGE], [{"boxes": BOX["boxes"], "labels": torch.tensor([0])}], "background"),
-    ([IMAGE], [{"boxes": BOX["boxes"], "labels": torch.tensor([1, 2])}], "one label per box"),
-])
+@pytest.mark.parametrize(
+    "images, targets, message",
+    [
+        ([], [], "non-empty list"),
+        (IMAGE, [BOX], "non-empty list"),  # a single (3, H, W) image, not a list
+        ([torch.rand(1, 64, 64)], [BOX], r"\(3, H, W\)"),
+        ([torch.rand(64, 64)], [BOX], r"\(3, H, W\)"),
+        ([(IMAGE * 255).to(torch.uint8)], [BOX], "float"),
+        ([IMAGE * 255], [BOX], r"\[0, 1\]"),
+        ([torch.full((3, 64, 64), float("nan"))], [BOX], "NaN"),
+        ([IMAGE], None, "targets are required"),
+        ([IMAGE, IMAGE], [BOX], "2 image"),
+        ([IMAGE], [{"boxes": torch.tensor([[30.0, 4.0, 4.0, 40.0]]), "labels": torch.tensor([1])}], "x2 <= x1"),
+        ([IMAGE], [{"boxes": torch.tensor([[4.0, 4.0, 30.0, 4.0]]), "labels": torch.tensor([1])}], "y2 <= y1"),
+        ([IMAGE], [{"boxes": torch.tensor([[4.0, float("nan"), 30.0, 40.0]]), "labels": torch.tensor([1])}], "NaN"),
+        ([IMAGE], [{"boxes": torch.tensor([]), "labels": torch.tensor([])}], r"torch.zeros\(\(0, 4\)\)"),
+        ([IMAGE], [{"boxes": BOX["boxes"]}], "'labels'"),
+        ([IMAGE], [{"boxes": BOX["boxes"], "labels": torch.tensor([4])}], r"1\.\.3"),
+        ([IMAGE], [{"boxes": BOX["boxes"], "labels": torch.tensor([0])}], "background"),
+        ([IMAGE], [{"boxes": BOX["boxes"], "labels": torch.tensor([1, 2])}], "one label per box"),
+    ],
+)
 def test_bad_input_raises_a_clear_error(images, targets, message):
     model = tiny()
     with pytest.raises(DataError, match=message):
@@ -290,8 +309,10 @@ def test_detections_and_proposals_equal_torchvision(ours, tv_outputs, batch):
     assert_same_detections(detections, expected)
     for proposals, theirs in zip(rpn_outputs[0].boxes, expected_proposals, strict=True):
         assert len(proposals) == len(theirs) >= 300
-        assert torch.equal(rows({"boxes": proposals, "scores": proposals[:, 0], "labels": proposals[:, 0]}),
-                           rows({"boxes": theirs, "scores": theirs[:, 0], "labels": theirs[:, 0]}))
+        assert torch.equal(
+            rows({"boxes": proposals, "scores": proposals[:, 0], "labels": proposals[:, 0]}),
+            rows({"boxes": theirs, "scores": theirs[:, 0], "labels": theirs[:, 0]}),
+        )
 
 
 def test_reference_ops_path_equals_torchvision(ours, tv_outputs):
@@ -304,8 +325,9 @@ def test_reference_ops_path_equals_torchvision(ours, tv_outputs):
 
 def test_frozen_batchnorm_model_with_zero_eps_equals_torchvision(tv_model):
     """The architecture of torchvision's COCO weights: FrozenBatchNorm2d with eps 0, 3 trainable layers."""
-    backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=FrozenBatchNorm2d,
-                                   trainable_layers=3)
+    backbone = resnet_fpn_backbone(
+        backbone_name="resnet50", weights=None, norm_layer=FrozenBatchNorm2d, trainable_layers=3
+    )
     frozen = FasterRCNN(backbone, num_classes=NUM_CLASSES, **SIZE)
     frozen.load_state_dict(tv_model.state_dict(), strict=False)  # all but BatchNorm's num_batches_tracked
     for m in frozen.modules():
@@ -334,9 +356,13 @@ def test_training_losses_equal_torchvision_for_the_same_seed(tv_model, ours):
     theirs.rpn._post_nms_top_n["training"] = 500  # fewer ROIs: faster
     model.rpn.config = dataclasses.replace(model.rpn.config, train=ProposalCounts(2000, 500))
     images = images_of([(320, 416), (300, 400)], seed=4)
-    targets = [{"boxes": torch.tensor([[10.0, 20.0, 100.0, 120.0], [50.0, 60.0, 300.0, 220.0]]),
-                "labels": torch.tensor([1, 3])},
-               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]
+    targets = [
+        {
+            "boxes": torch.tensor([[10.0, 20.0, 100.0, 120.0], [50.0, 60.0, 300.0, 220.0]]),
+            "labels": torch.tensor([1, 3]),
+        },
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},
+    ]
     torch.manual_seed(5)
     expected = theirs(images, targets)
     torch.manual_seed(5)
@@ -347,6 +373,7 @@ def test_training_losses_equal_torchvision_for_the_same_seed(tv_model, ours):
 
 
 # --- torchvision's COCO weights (downloads mocked: nothing leaves the machine) ------------------------------
+
 
 def test_coco_weights_offline_give_a_clear_error(monkeypatch):
     def offline(self, *args, **kwargs):
@@ -364,8 +391,9 @@ def test_coco_weights_offline_give_a_clear_error(monkeypatch):
 def test_coco_weights_load_into_our_detector(monkeypatch):
     torch.manual_seed(0)
     coco_shaped = FasterRCNN(resnet_fpn_backbone(backbone_name="resnet50", weights=None), num_classes=91)
-    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict",
-                        lambda self, *args, **kwargs: coco_shaped.state_dict())
+    monkeypatch.setattr(
+        torchvision.models.WeightsEnum, "get_state_dict", lambda self, *args, **kwargs: coco_shaped.state_dict()
+    )
     model = from_torchvision(weights="DEFAULT")
     assert not model.training and len(model.categories) == 91 and model.categories[1] == "person"
     assert model.config.num_classes == 91 and model.config.min_size == 800

@@ -3,6 +3,7 @@
 Both processes must finish (torchrun exits 0 only then) and rank 0's checkpoint must load; an
 evaluation gathered from two processes, each scoring half the images, must equal a one-process one.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,21 +16,38 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from fpnlab.checkpoint import load_checkpoint, load_model
-from fpnlab.config import get_preset
 from fpnlab.data import load_split
-from fpnlab.distributed import average_across_processes, wrap
-from fpnlab.evaluate import COCO_METRICS, coco_metrics, proposal_recall
+from fpnlab.engine.checkpoint import load_checkpoint, load_model
+from fpnlab.engine.distributed import average_across_processes, wrap
+from fpnlab.engine.evaluate import COCO_METRICS, coco_metrics, proposal_recall
+from fpnlab.engine.presets import get_preset
 from tests.test_evaluate import Oracle, write_sparse_id_dataset
 
 
 def test_two_processes_train_checkpoint_and_gather_evaluation(tmp_path):
     cfg = get_preset("test", iterations=4)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "fpnlab", "train", "--preset", "test", "--run-dir", str(tmp_path), "--no-progress",
-               "--set", f"iterations={cfg.iterations}", "--set", "eval_at_end=true"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "fpnlab",
+        "train",
+        "--preset",
+        "test",
+        "--run-dir",
+        str(tmp_path),
+        "--no-progress",
+        "--set",
+        f"iterations={cfg.iterations}",
+        "--set",
+        "eval_at_end=true",
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "AP50" in result.stdout  # rank 0 printed the gathered metrics, once
     assert result.stdout.count("AP50") == 1
@@ -61,7 +79,7 @@ def test_evaluation_is_gathered_across_processes(tmp_path):
 
 
 def gradients_as_rank(rank: int, world_size: int, init_file: Path, out: Path) -> None:
-    """One DDP process: fpnlab.distributed.wrap a small model, one backward pass on this rank's own batch."""
+    """One DDP process: fpnlab.engine.distributed.wrap a small model, one backward pass on this rank's own batch."""
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     torch.manual_seed(0)
     model = wrap(torch.nn.Linear(3, 2), torch.device("cpu"), sync_batchnorm=False)

@@ -1,4 +1,5 @@
 """environment.yml (conda) must name exactly the dependencies that pyproject.toml declares."""
+
 from __future__ import annotations
 
 import re
@@ -31,7 +32,7 @@ def _environment_pip_requirements() -> tuple[str, set[str]]:
     lines = (ROOT / "environment.yml").read_text().splitlines()
     name = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("name:"))
     start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
-    pip_items = [line.strip()[2:] for line in lines[start + 1:] if line.strip().startswith("- ")]
+    pip_items = [line.strip()[2:] for line in lines[start + 1 :] if line.strip().startswith("- ")]
     return name, {_normalise(item) for item in pip_items if not item.startswith("-e")}
 
 

@@ -1,4 +1,5 @@
 """Evaluation: COCO metrics and proposal recall of oracle models whose scores are known exactly, level counts."""
+
 from __future__ import annotations
 
 import json
@@ -11,14 +12,21 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from fpnlab.boxes import box_iou, xywh_to_xyxy
-from fpnlab.checkpoint import DEMO_CHECKPOINT, load_checkpoint, load_model, save_checkpoint
-from fpnlab.config import get_preset
 from fpnlab.data import CATEGORIES, load_split, shapes_mini
+from fpnlab.engine.checkpoint import DEMO_CHECKPOINT, load_checkpoint, load_model, save_checkpoint
+from fpnlab.engine.evaluate import (
+    COCO_METRICS,
+    PROPOSAL_METRICS,
+    coco_metrics,
+    evaluate_checkpoint,
+    format_table,
+    level_statistics,
+    proposal_recall,
+)
+from fpnlab.engine.presets import get_preset
+from fpnlab.engine.state import build_model
 from fpnlab.errors import FpnlabError
-from fpnlab.evaluate import (COCO_METRICS, PROPOSAL_METRICS, coco_metrics, evaluate_checkpoint, format_table,
-                             level_statistics, proposal_recall)
-from fpnlab.state import build_model
+from fpnlab.model.boxes import box_iou, xywh_to_xyxy
 
 N_IMAGES = 10
 SHIFT = 0.16  # boxes moved right by 16% of their width: IoU = (1 - 0.16) / (1 + 0.16) = 0.724
@@ -43,8 +51,11 @@ class Oracle(nn.Module):
         boxes[:, [0, 2]] += self.shift * (boxes[:, 2] - boxes[:, 0])[:, None]
         labels = (target["labels"] - 1 + self.label_offset) % (self.num_classes - 1) + 1
         keep = pixels(image) in self.answered
-        return {"boxes": boxes[:keep * len(boxes)], "labels": labels[:keep * len(boxes)],
-                "scores": torch.ones(keep * len(boxes))}
+        return {
+            "boxes": boxes[: keep * len(boxes)],
+            "labels": labels[: keep * len(boxes)],
+            "scores": torch.ones(keep * len(boxes)),
+        }
 
     def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
         return [self._answer(image) for image in images]
@@ -73,8 +84,9 @@ def write_sparse_id_dataset(root: Path) -> Path:
         boxes.setdefault(a["image_id"], []).append(a["bbox"])
     data["images"] = [image for image in data["images"] if well_apart(boxes.get(image["id"], []))][:N_IMAGES]
     kept = {image["id"] for image in data["images"]}
-    data["annotations"] = [{**a, "category_id": 10 * a["category_id"]} for a in data["annotations"]
-                           if a["image_id"] in kept]
+    data["annotations"] = [
+        {**a, "category_id": 10 * a["category_id"]} for a in data["annotations"] if a["image_id"] in kept
+    ]
     data["categories"] = [{**c, "id": 10 * c["id"]} for c in data["categories"]]
     root.mkdir(parents=True, exist_ok=True)
     for split in ("train", "val"):
@@ -103,8 +115,11 @@ def test_perfect_detections_score_one_through_the_category_id_mapping(dataset):
     objects = Counter((a["category_id"], a["image_id"]) for a in dataset.coco.dataset["annotations"])
     classes = sorted({c for c, _ in objects})
     for k in (1, 10):
-        shares = [sum(min(k, n) for (c, _), n in objects.items() if c == cat) /
-                  sum(n for (c, _), n in objects.items() if c == cat) for cat in classes]
+        shares = [
+            sum(min(k, n) for (c, _), n in objects.items() if c == cat)
+            / sum(n for (c, _), n in objects.items() if c == cat)
+            for cat in classes
+        ]
         assert metrics[f"AR{k}"] == pytest.approx(sum(shares) / len(shares))
     assert metrics["AR1"] < metrics["AR10"]  # images hold several objects of a class
 
@@ -169,18 +184,22 @@ class SizeOracle(Oracle):
         for image in images:
             target = self.truth[pixels(image)]
             boxes, area = target["boxes"].clone(), target["area"]  # COCO sizes by the object's area
-            medium = (area >= 32 ** 2) & (area < 96 ** 2)
+            medium = (area >= 32**2) & (area < 96**2)
             boxes[medium, 0::2] += SHIFT * (boxes[medium, 2] - boxes[medium, 0])[:, None]
             kept = boxes
             decoys = torch.tensor([[0.0, 0.0, 1.0, 1.0]]).expand(100, 4)
-            answers.append({"boxes": torch.cat([decoys, kept]),
-                            "scores": torch.cat([torch.ones(100), torch.full((len(kept),), 0.5)])})
+            answers.append(
+                {
+                    "boxes": torch.cat([decoys, kept]),
+                    "scores": torch.cat([torch.ones(100), torch.full((len(kept),), 0.5)]),
+                }
+            )
         return answers
 
 
 def test_proposal_recall_by_size_and_by_number_of_proposals(dataset):
     areas = torch.tensor([a["area"] for a in dataset.coco.dataset["annotations"]])
-    small, medium = int((areas < 32 ** 2).sum()), int(((areas >= 32 ** 2) & (areas < 96 ** 2)).sum())
+    small, medium = int((areas < 32**2).sum()), int(((areas >= 32**2) & (areas < 96**2)).sum())
     assert small and medium and len(areas) > small + medium  # every size is there
     recall = proposal_recall(SizeOracle(dataset), dataset, batch_size=4, progress=False)
     assert recall["AR@100"] == 0.0 and recall["AR_s@100"] == 0.0  # the decoys fill the top 100
@@ -195,18 +214,23 @@ def test_a_size_without_objects_reads_minus_one(dataset):
     first = dataset.coco.dataset["images"][0]["id"]
     areas = [a["area"] for a in dataset.coco.dataset["annotations"] if a["image_id"] == first]
     recall = proposal_recall(Oracle(dataset), dataset, max_images=1, progress=False)
-    assert recall["AR_l@1000"] == (-1.0 if max(areas) < 96 ** 2 else pytest.approx(1.0))
-    assert recall["AR_s@1000"] == (-1.0 if min(areas) >= 32 ** 2 else pytest.approx(1.0))
+    assert recall["AR_l@1000"] == (-1.0 if max(areas) < 96**2 else pytest.approx(1.0))
+    assert recall["AR_s@1000"] == (-1.0 if min(areas) >= 32**2 else pytest.approx(1.0))
 
 
-@pytest.mark.parametrize("max_images, batch_size, message", [
-    (None, 0, r"^the evaluation batch size must be >= 1, got 0\.$"),
-    (0, 1, r"^max_images must be >= 1 \(or None for all\), got 0\.$")])
+@pytest.mark.parametrize(
+    "max_images, batch_size, message",
+    [
+        (None, 0, r"^the evaluation batch size must be >= 1, got 0\.$"),
+        (0, 1, r"^max_images must be >= 1 \(or None for all\), got 0\.$"),
+    ],
+)
 def test_bad_evaluation_settings_are_named(dataset, max_images, batch_size, message):
     with pytest.raises(FpnlabError, match=message):
         coco_metrics(Oracle(dataset), dataset, max_images=max_images, batch_size=batch_size, progress=None)
-    assert coco_metrics(Oracle(dataset), dataset, max_images=1, batch_size=1, progress=None)["AP50"] == \
-        pytest.approx(1.0)
+    assert coco_metrics(Oracle(dataset), dataset, max_images=1, batch_size=1, progress=None)["AP50"] == pytest.approx(
+        1.0
+    )
 
 
 def test_without_bars_evaluation_prints_one_line_per_phase(dataset, capsys):
@@ -226,7 +250,11 @@ def test_a_checkpoint_is_scored_on_the_data_it_was_trained_on(tmp_path):
     record = evaluate_checkpoint(DEMO_CHECKPOINT, max_images=2, proposals=True, levels=True, progress=None)
     model, data = load_model(DEMO_CHECKPOINT), load_split("shapes-mini", "val")
     assert {k: record[k] for k in ("checkpoint", "dataset", "split", "images")} == {
-        "checkpoint": str(DEMO_CHECKPOINT), "dataset": "shapes-mini", "split": "val", "images": 2}
+        "checkpoint": str(DEMO_CHECKPOINT),
+        "dataset": "shapes-mini",
+        "split": "val",
+        "images": 2,
+    }
     assert record["coco_metrics"] == coco_metrics(model, data, max_images=2, progress=None)
     assert record["proposal_recall"] == proposal_recall(model, data, max_images=2, progress=None)
     assert record["level_statistics"] == level_statistics(model, data, max_images=2, progress=None)
@@ -243,5 +271,7 @@ def test_a_checkpoint_of_other_classes_is_refused_naming_both(tmp_path):
     save_checkpoint(tmp_path / "other.pt", {**checkpoint, "categories": renamed})
     with pytest.raises(FpnlabError) as err:
         evaluate_checkpoint(tmp_path / "other.pt", dataset="shapes-mini", progress=None)
-    assert str(err.value) == (f"checkpoint {tmp_path / 'other.pt'} detects {', '.join(renamed)} but dataset "
-                              f"shapes-mini has {', '.join(CATEGORIES)}.")
+    assert str(err.value) == (
+        f"checkpoint {tmp_path / 'other.pt'} detects {', '.join(renamed)} but dataset "
+        f"shapes-mini has {', '.join(CATEGORIES)}."
+    )

@@ -1,4 +1,5 @@
 """Stage 2: the FPN neck and its Table 1 variants, by hand and against torchvision's FeaturePyramidNetwork."""
+
 from collections import OrderedDict
 
 import pytest
@@ -8,7 +9,7 @@ from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from fpnlab.errors import FpnlabError
-from fpnlab.fpn import FPN, SingleScaleNeck, load_torchvision_fpn, torchvision_fpn_state
+from fpnlab.model.fpn import FPN, SingleScaleNeck, load_torchvision_fpn, torchvision_fpn_state
 
 IN_CHANNELS = [8, 16, 24, 32]
 
@@ -42,8 +43,14 @@ def identity_fpn() -> FPN:
 
 
 def test_known_answer_top_down_sum():
-    c = OrderedDict([("c2", torch.full((1, 1, 8, 8), 1000.0)), ("c3", torch.full((1, 1, 4, 4), 100.0)),
-                     ("c4", torch.full((1, 1, 2, 2), 10.0)), ("c5", torch.tensor([[[[1.0]]]]))])
+    c = OrderedDict(
+        [
+            ("c2", torch.full((1, 1, 8, 8), 1000.0)),
+            ("c3", torch.full((1, 1, 4, 4), 100.0)),
+            ("c4", torch.full((1, 1, 2, 2), 10.0)),
+            ("c5", torch.tensor([[[[1.0]]]])),
+        ]
+    )
     p = identity_fpn()(c)
     # P_k = C_k + upsampled P_{k+1}: 1, 11, 111, 1111 everywhere; P6 = P5 subsampled by 2
     assert [v.unique().tolist() for v in p.values()] == [[1111.0], [111.0], [11.0], [1.0], [1.0]]

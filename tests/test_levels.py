@@ -1,4 +1,5 @@
-"""Stage 6: ROI-to-level assignment, FPN paper Eq. 1, against hand-worked answers and torchvision."""
+"""Stage 5: ROI-to-level assignment, FPN paper Eq. 1, against hand-worked answers and torchvision."""
+
 import math
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 from torchvision.ops.poolers import LevelMapper
 
 from fpnlab.errors import FpnlabError
-from fpnlab.levels import LEVEL_EPS, assign_levels, continuous_level, level_number
+from fpnlab.model.levels import LEVEL_EPS, assign_levels, continuous_level, level_number
 
 
 def square(side: float, x0: float = 0.0) -> list[float]:

@@ -4,6 +4,7 @@ Running a notebook must never dirty the checkout: `make lab` installs nbstripout
 git sees the committed form (no outputs) whatever the file on disk holds; the last test here proves
 the filter does that, in a scratch repository.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -14,15 +15,16 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from fpnlab.jupyter_setup import install_notebook_filter
+from fpnlab.teaching.jupyter_setup import install_notebook_filter
 from tests.notebook_outputs import EXPECTED, NOTEBOOKS, checked_cells, load_expected, source_hash
 
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
 
 
 def test_committed_notebooks_hold_no_outputs():
-    result = subprocess.run([sys.executable, "-m", "nbstripout", "--verify", *map(str, PATHS)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "nbstripout", "--verify", *map(str, PATHS)], capture_output=True, text=True
+    )
     assert result.returncode == 0, f"run `nbstripout notebooks/*.ipynb`: {result.stdout}{result.stderr}"
 
 

@@ -1,4 +1,5 @@
 """fpnlab.plots: each figure draws exactly the data it is given (counts, heights, pixels), and renders."""
+
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -31,8 +32,10 @@ def image():
 
 
 def test_image_grid_draws_every_box_with_its_class_name(image):
-    targets = [{"boxes": torch.tensor([[1.0, 2, 20, 30], [10, 10, 50, 40]]), "labels": torch.tensor([1, 3])},
-               {"boxes": torch.tensor([[5.0, 5, 15, 15]]), "labels": torch.tensor([2])}]
+    targets = [
+        {"boxes": torch.tensor([[1.0, 2, 20, 30], [10, 10, 50, 40]]), "labels": torch.tensor([1, 3])},
+        {"boxes": torch.tensor([[5.0, 5, 15, 15]]), "labels": torch.tensor([2])},
+    ]
     fig = plots.image_grid([image, image], targets, ["circle", "square", "triangle"], ncols=3)
     axes = fig.axes
     assert len(axes) == 3 and not axes[2].axison  # the spare cell is blank
@@ -94,8 +97,9 @@ def test_objectness_maps_are_the_max_sigmoid_over_anchors(image):
 def test_boxes_panels_keep_the_top_scoring_boxes(image):
     boxes = torch.tensor([[0.0, 0, 10, 10], [5, 5, 30, 30], [1, 1, 2, 2]])
     scores = torch.tensor([0.1, 0.9, 0.5])
-    fig = plots.boxes_panels(image, {"before NMS": boxes, "after NMS": boxes[1:]}, {"before NMS": scores},
-                             gt_boxes=boxes[:1], max_boxes=2)
+    fig = plots.boxes_panels(
+        image, {"before NMS": boxes, "after NMS": boxes[1:]}, {"before NMS": scores}, gt_boxes=boxes[:1], max_boxes=2
+    )
     before = rectangles(fig.axes[0])
     assert [r.get_xy() for r in before] == [(1, 1), (5, 5), (0, 0)]  # the two best (best last), then the GT
     assert before[1].get_edgecolor() != before[0].get_edgecolor()  # coloured by score
@@ -103,8 +107,12 @@ def test_boxes_panels_keep_the_top_scoring_boxes(image):
 
 
 def test_loss_curves_plot_each_loss_column_smoothed():
-    history = {"iteration": [10, 20, 30, 40], "loss": [4.0, 3.0, 2.0, 1.0], "loss_objectness": [1.0, 1.0, 0.5, 0.5],
-               "lr": [0.1, 0.1, 0.1, 0.1]}
+    history = {
+        "iteration": [10, 20, 30, 40],
+        "loss": [4.0, 3.0, 2.0, 1.0],
+        "loss_objectness": [1.0, 1.0, 0.5, 0.5],
+        "lr": [0.1, 0.1, 0.1, 0.1],
+    }
     fig = plots.loss_curves(history, smooth=2)
     lines = {line.get_label(): line for line in fig.axes[0].lines}
     assert set(lines) == {"loss", "loss_objectness"}  # lr is not a loss
@@ -139,8 +147,11 @@ def test_ablation_bars_put_ours_beside_the_paper_and_invent_nothing():
 
 
 def test_detection_gallery_marks_misses_and_circles_small_objects(image):
-    det = {"boxes": torch.tensor([[0.0, 0, 40, 40], [50, 50, 60, 60]]), "labels": torch.tensor([1, 2]),
-           "scores": torch.tensor([0.9, 0.2])}
+    det = {
+        "boxes": torch.tensor([[0.0, 0, 40, 40], [50, 50, 60, 60]]),
+        "labels": torch.tensor([1, 2]),
+        "scores": torch.tensor([0.9, 0.2]),
+    }
     gt = {"boxes": torch.tensor([[0.0, 0, 40, 40], [50, 50, 60, 60]]), "labels": torch.tensor([1, 2])}
     fig = plots.detection_gallery([image], [det], [gt], ["circle", "square"], score_thresh=0.5, ncols=2)
     ax = fig.axes[0]

@@ -1,4 +1,5 @@
-"""Stage 7: RoIAlign / RoIPool reference vs torchvision kernels, and multi-scale pooling vs MultiScaleRoIAlign."""
+"""Stage 5: RoIAlign / RoIPool reference vs torchvision kernels, and multi-scale pooling vs MultiScaleRoIAlign."""
+
 from collections import OrderedDict
 
 import pytest
@@ -7,8 +8,14 @@ import torchvision
 from torchvision.ops import MultiScaleRoIAlign
 
 from fpnlab.errors import FpnlabError
-from fpnlab.poolers import (MultiScaleRoIPooler, as_rois, roi_align, roi_align_reference, roi_pool,
-                            roi_pool_reference)
+from fpnlab.model.poolers import (
+    MultiScaleRoIPooler,
+    as_rois,
+    roi_align,
+    roi_align_reference,
+    roi_pool,
+    roi_pool_reference,
+)
 from fpnlab.switch import use_reference_ops
 
 
@@ -60,12 +67,20 @@ def test_float64_and_the_defaults_match_torchvision():
     expected = torchvision.ops.roi_align(features, rois, (4, 3), 1.0, -1, False)
     for fn in (roi_align, roi_align_reference):
         torch.testing.assert_close(fn(features, rois, (4, 3)), expected, rtol=0, atol=1e-12)
-    torch.testing.assert_close(roi_align_reference(features, rois, (4, 3), sampling_ratio=2),
-                               torchvision.ops.roi_align(features, rois, (4, 3), 1.0, 2, False), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        roi_align_reference(features, rois, (4, 3), sampling_ratio=2),
+        torchvision.ops.roi_align(features, rois, (4, 3), 1.0, 2, False),
+        rtol=0,
+        atol=1e-12,
+    )
     with use_reference_ops():
         assert torch.equal(roi_pool(features, rois, 3, 0.5), torchvision.ops.roi_pool(features, rois, 3, 0.5))
-        torch.testing.assert_close(roi_align(features, rois, 2, 0.5, 2, True),
-                                   torchvision.ops.roi_align(features, rois, 2, 0.5, 2, True), rtol=0, atol=1e-12)
+        torch.testing.assert_close(
+            roi_align(features, rois, 2, 0.5, 2, True),
+            torchvision.ops.roi_align(features, rois, 2, 0.5, 2, True),
+            rtol=0,
+            atol=1e-12,
+        )
 
 
 def test_roi_pool_reference_equals_torchvision():
@@ -80,6 +95,7 @@ def test_roi_pool_reference_equals_torchvision():
 def test_switch_selects_reference(monkeypatch):
     def broken(*args, **kwargs):
         raise AssertionError("kernel called")
+
     monkeypatch.setattr(torchvision.ops, "roi_align", broken)
     monkeypatch.setattr(torchvision.ops, "roi_pool", broken)
     features, rois = torch.randn(1, 2, 8, 8), torch.tensor([[0.0, 1.0, 1.0, 6.0, 6.0]])
@@ -104,8 +120,9 @@ def test_rois_from_list_and_bad_rois():
 
 def pyramid(batch: int, height: int, width: int, gen: torch.Generator) -> OrderedDict:
     """Random P2..P6 for a (height, width) padded batch (multiples of 32)."""
-    return OrderedDict((f"p{k}", torch.randn(batch, 4, height // 2 ** k, width // 2 ** k, generator=gen))
-                       for k in range(2, 7))
+    return OrderedDict(
+        (f"p{k}", torch.randn(batch, 4, height // 2**k, width // 2**k, generator=gen)) for k in range(2, 7)
+    )
 
 
 def random_proposals(n: int, height: int, width: int, gen: torch.Generator) -> torch.Tensor:
@@ -153,7 +170,7 @@ def test_multiscale_roipool_mode():
     levels = MultiScaleRoIPooler().levels_of(boxes)[0]
     for k in (2, 3, 4, 5):
         index = torch.where(levels == k)[0]
-        expected = torchvision.ops.roi_pool(features[f"p{k}"], [boxes[0][index]], 7, 1 / 2 ** k)
+        expected = torchvision.ops.roi_pool(features[f"p{k}"], [boxes[0][index]], 7, 1 / 2**k)
         assert torch.equal(ours[index], expected)
 
 
@@ -167,8 +184,10 @@ def test_multiscale_pooler_bad_configuration():
     features = pyramid(1, 256, 256, torch.Generator().manual_seed(0))
     with pytest.raises(FpnlabError) as err:
         MultiScaleRoIPooler()(features, [torch.tensor([[0.0, 0.0, 5.0, 5.0]])], (1024, 768))
-    assert str(err.value) == ("feature 'p2' is 64 rows high for an image 1024 rows high, which is not stride 4; "
-                              "pass the padded batch size as image_size.")
+    assert str(err.value) == (
+        "feature 'p2' is 64 rows high for an image 1024 rows high, which is not stride 4; "
+        "pass the padded batch size as image_size."
+    )
 
 
 @pytest.mark.parametrize("reference", [False, True])
@@ -185,7 +204,7 @@ def test_multiscale_pooler_images_without_proposals(reference):
 
 def test_no_images_or_no_proposals_give_an_empty_result():
     pooler = MultiScaleRoIPooler()
-    features = {f"p{k}": torch.rand(0, 4, 64 // 2 ** k, 64 // 2 ** k) for k in range(2, 6)}
+    features = {f"p{k}": torch.rand(0, 4, 64 // 2**k, 64 // 2**k) for k in range(2, 6)}
     assert tuple(pooler(features, [], (64, 64)).shape) == (0, 4, 7, 7)
-    features = {f"p{k}": torch.rand(1, 4, 64 // 2 ** k, 64 // 2 ** k) for k in range(2, 6)}
+    features = {f"p{k}": torch.rand(1, 4, 64 // 2**k, 64 // 2**k) for k in range(2, 6)}
     assert tuple(pooler(features, [torch.zeros(0, 4)], (64, 64)).shape) == (0, 4, 7, 7)

@@ -1,4 +1,5 @@
 """Predict-then-check questions: every answer the lab computes equals the one worked out by hand here."""
+
 from __future__ import annotations
 
 import math
@@ -6,19 +7,37 @@ import math
 import pytest
 
 from fpnlab.errors import FpnlabError
-from fpnlab.questions import QUESTIONS, agrees, check, is_right
+from fpnlab.teaching.questions import QUESTIONS, agrees, check, is_right
 
 # Worked out by hand for the lab's CPU scale (320 px input, anchors 32..256 on P2..P5, 64 FPN channels).
 BY_HAND = {
-    "00.small_at_input": 64, "00.level_224": 4, "00.level_100x400": 3,
-    "01.stride_c4": 16, "01.c3_rows": 40, "01.rf_c2": 7 + 2 * 2 + 2 * 4 + 2 * 4,
-    "02.stride_p6": 64, "02.p4_channels": 64, "02.p2_rf_bottom_up": 27 + 8 + 8,
-    "03.p2_anchors": 80 * 80 * 3, "03.all_anchors": 3 * (80**2 + 40**2 + 20**2 + 10**2), "03.iou_24_in_32": 0.5625,
-    "04.deltas_per_location": 12, "04.positives_per_image": 128, "04.tx": 0.125,
-    "05.level_64_lab": 3, "05.boundary": 224, "05.cells_on_p5": 3,
-    "06.fc6_inputs": 64 * 49, "06.box_outputs": 28, "06.dx_weighted": 1.0,
-    "07.iterations_per_epoch": 100, "07.lr_mid_warmup": 0.03 * (0.001 * 0.5 + 0.5), "07.lr_at_end": 0.0,
-    "08.paper_top_down_gain": 14.4, "08.p2_only_anchors": 80 * 80 * 12, "08.larger_input_rf": 32,
+    "00.small_at_input": 64,
+    "00.level_224": 4,
+    "00.level_100x400": 3,
+    "01.stride_c4": 16,
+    "01.c3_rows": 40,
+    "01.rf_c2": 7 + 2 * 2 + 2 * 4 + 2 * 4,
+    "02.stride_p6": 64,
+    "02.p4_channels": 64,
+    "02.p2_rf_bottom_up": 27 + 8 + 8,
+    "03.p2_anchors": 80 * 80 * 3,
+    "03.all_anchors": 3 * (80**2 + 40**2 + 20**2 + 10**2),
+    "03.iou_24_in_32": 0.5625,
+    "04.deltas_per_location": 12,
+    "04.positives_per_image": 128,
+    "04.tx": 0.125,
+    "05.level_64_lab": 3,
+    "05.boundary": 224,
+    "05.cells_on_p5": 3,
+    "06.fc6_inputs": 64 * 49,
+    "06.box_outputs": 28,
+    "06.dx_weighted": 1.0,
+    "07.iterations_per_epoch": 100,
+    "07.lr_mid_warmup": 0.03 * (0.001 * 0.5 + 0.5),
+    "07.lr_at_end": 0.0,
+    "08.paper_top_down_gain": 14.4,
+    "08.p2_only_anchors": 80 * 80 * 12,
+    "08.larger_input_rf": 32,
 }
 
 

@@ -1,4 +1,5 @@
 """Every command line the README shows is one the command line accepts (its own parser, its own options)."""
+
 from __future__ import annotations
 
 import re
@@ -20,7 +21,7 @@ def readme_commands() -> list[list[str]]:
             words = shlex.split(line.split("#")[0])
             if "fpnlab" in words:
                 start = words.index("fpnlab") + 1
-                if words[start - 2:start] == ["-m", "fpnlab"] or words[0] == "fpnlab":
+                if words[start - 2 : start] == ["-m", "fpnlab"] or words[0] == "fpnlab":
                     commands.append(words[start:])
     return commands
 

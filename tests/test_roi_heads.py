@@ -1,4 +1,5 @@
-"""Stage 8, the Fast R-CNN head: 2fc head, predictor, ROI sampling, losses and post-processing."""
+"""Stage 6, the Fast R-CNN head: 2fc head, predictor, ROI sampling, losses and post-processing."""
+
 import math
 
 import numpy as np
@@ -7,10 +8,10 @@ import torch
 from torchvision.models.detection.roi_heads import RoIHeads as TvRoIHeads
 
 from fpnlab.errors import FpnlabError
-from fpnlab.poolers import MultiScaleRoIPooler
-from fpnlab.roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHead
-from fpnlab.rpn import SMOOTH_L1_BETA
-from fpnlab.transform import ImageBatch
+from fpnlab.model.boxes import box_iou
+from fpnlab.model.poolers import MultiScaleRoIPooler
+from fpnlab.model.roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHead
+from fpnlab.model.transform import ImageBatch
 
 
 def test_head_and_predictor_shapes():
@@ -45,7 +46,9 @@ def test_postprocess_equals_torchvision():
     proposals = [random_proposals(300, 300, gen), random_proposals(200, 300, gen)]
     logits, deltas = torch.randn(500, 4, generator=gen) * 2, torch.randn(500, 16, generator=gen)
     sizes = [(320, 400), (300, 416)]
-    expected_boxes, expected_scores, expected_labels = tv_heads().postprocess_detections(logits, deltas, proposals, sizes)
+    expected_boxes, expected_scores, expected_labels = tv_heads().postprocess_detections(
+        logits, deltas, proposals, sizes
+    )
     detections = our_heads().postprocess(logits, deltas, proposals, sizes)
     for ours, boxes, scores, labels in zip(detections, expected_boxes, expected_scores, expected_labels):
         assert len(ours["boxes"]) == len(boxes) == 100  # the per-image cap
@@ -61,23 +64,35 @@ def test_roi_sampling_counts_and_equals_torchvision_for_the_same_seed():
     gt = torch.tensor([[10.0, 10.0, 90.0, 120.0], [150.0, 40.0, 300.0, 200.0], [30.0, 200.0, 80.0, 260.0]])
     near_gt = gt.repeat(100, 1) + torch.randn(300, 4, generator=gen) * 4  # many positives
     proposals = [torch.cat([random_proposals(900, 300, gen), near_gt.clamp(min=0)]), random_proposals(50, 300, gen)]
-    targets = [{"boxes": gt, "labels": torch.tensor([1, 3, 2])},
-               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]
+    targets = [
+        {"boxes": gt, "labels": torch.tensor([1, 3, 2])},
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},
+    ]
     heads = our_heads()
     torch.manual_seed(0)
-    rois, labels, regression_targets = heads.sample_proposals(proposals, targets)
+    rois, labels, regression_targets, positives = heads.sample_proposals(proposals, targets)
     assert [len(r) for r in rois] == [512, 50]  # the second image has only 50 proposals, all background
     first = labels[:512]
     assert (first > 0).sum() == 128 and (first == 0).sum() == 384  # a quarter positive
     assert (labels[512:] == 0).all() and len(regression_targets) == 128
     torch.manual_seed(0)  # torchvision samples the same ROIs from the same random numbers
-    tv_rois, _, tv_labels, tv_targets = tv_heads().select_training_samples(proposals, targets)
+    tv_rois, tv_matched, tv_labels, tv_targets = tv_heads().select_training_samples(proposals, targets)
     for ours, our_labels, theirs, their_labels in zip(rois, labels.split([512, 50]), tv_rois, tv_labels):
-        assert torch.equal(canonical(torch.cat([ours, our_labels[:, None].float()], 1)),
-                           canonical(torch.cat([theirs, their_labels[:, None].float()], 1)))
+        assert torch.equal(
+            canonical(torch.cat([ours, our_labels[:, None].float()], 1)),
+            canonical(torch.cat([theirs, their_labels[:, None].float()], 1)),
+        )
     positive = tv_labels[0] > 0
-    assert torch.allclose(canonical(torch.cat([rois[0][first > 0], regression_targets], 1)),
-                          canonical(torch.cat([tv_rois[0][positive], tv_targets[0][positive]], 1)), atol=1e-6)
+    assert torch.allclose(
+        canonical(torch.cat([rois[0][first > 0], regression_targets], 1)),
+        canonical(torch.cat([tv_rois[0][positive], tv_targets[0][positive]], 1)),
+        atol=1e-6,
+    )
+    # the positives handed to extra heads: the same ROIs, classes and gt boxes as torchvision's mask branch gets
+    assert [len(b) for b in positives.boxes] == [128, 0]
+    ours = torch.cat([positives.boxes[0], positives.labels[0][:, None], positives.matched[0][:, None]], 1)
+    theirs = torch.cat([tv_rois[0][positive], tv_labels[0][positive][:, None], tv_matched[0][positive][:, None]], 1)
+    assert torch.equal(canonical(ours.double()), canonical(theirs.double()))
 
 
 def tiny_heads() -> tuple[RoIHeads, dict[str, torch.Tensor], ImageBatch]:
@@ -88,11 +103,11 @@ def tiny_heads() -> tuple[RoIHeads, dict[str, torch.Tensor], ImageBatch]:
         heads.predictor.cls_score.bias.copy_(torch.tensor([0.2, 1.0, -0.5]))
         heads.predictor.bbox_pred.weight.zero_()
         heads.predictor.bbox_pred.bias.zero_()
-    features = {f"p{k}": torch.rand(1, 4, 64 // 2 ** k, 64 // 2 ** k) for k in range(2, 6)}
+    features = {f"p{k}": torch.rand(1, 4, 64 // 2**k, 64 // 2**k) for k in range(2, 6)}
     return heads.train(), features, ImageBatch(torch.zeros(1, 3, 64, 64), [(64, 64)])
 
 
-def smooth_l1(x: float, beta: float = SMOOTH_L1_BETA) -> float:
+def smooth_l1(x: float, beta: float = 1.0 / 9) -> float:
     return 0.5 * x * x / beta if abs(x) < beta else abs(x) - 0.5 * beta
 
 
@@ -166,3 +181,44 @@ def test_settings_change_post_processing_inside_the_block_only():
     with pytest.raises(FpnlabError, match="batch_size"):
         with heads.settings(batch_size=3):
             pass
+
+
+class RecordingHead(torch.nn.Module):
+    """An extra head that records what RoIHeads hands it and adds a loss and a per-detection field."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(()))
+        self.seen: dict = {}
+
+    def loss(self, features, positives, targets, batch):
+        self.seen.update(positives=positives, targets=targets)
+        return {"loss_recorded": self.weight * len(positives.boxes[0])}
+
+    def predict(self, features, detections, batch):
+        return [
+            {**d, "areas": (d["boxes"][:, 2] - d["boxes"][:, 0]) * (d["boxes"][:, 3] - d["boxes"][:, 1])}
+            for d in detections
+        ]
+
+
+def test_an_extra_head_trains_on_the_positives_and_adds_fields_to_the_detections():
+    base, features, batch = tiny_heads()
+    extra = RecordingHead()
+    heads = RoIHeads(base.pooler, base.box_head, base.predictor, base.config, extra_heads={"recorded": extra})
+    gt = torch.tensor([[4.0, 4.0, 30.0, 30.0], [36.0, 10.0, 60.0, 40.0]])
+    targets = [{"boxes": gt, "labels": torch.tensor([2, 1])}]
+    proposals = [torch.tensor([[5.0, 5.0, 30.0, 29.0], [0.0, 40.0, 20.0, 63.0], [37.0, 12.0, 60.0, 41.0]])]
+    torch.manual_seed(0)
+    _, losses = heads.train()(features, proposals, batch, targets)
+    positives = extra.seen["positives"]
+    # positives: proposals 0 and 2 (IoU > 0.5 with gt 0 and 1) and the two gt boxes themselves
+    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_recorded"} and losses["loss_recorded"].item() == 4
+    assert torch.equal(
+        box_iou(positives.boxes[0], gt[positives.matched[0]]).diagonal() > 0.5, torch.ones(4, dtype=bool)
+    )
+    assert torch.equal(positives.labels[0], targets[0]["labels"][positives.matched[0]])
+    detections, _ = heads.eval()(features, proposals, batch)
+    boxes = detections[0]["boxes"]
+    assert torch.allclose(detections[0]["areas"], (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+    assert "extra_heads.recorded.weight" in heads.state_dict()

@@ -1,4 +1,5 @@
-"""Stage 5, the RPN: shared head, anchor-ordered outputs, proposal selection and losses."""
+"""Stage 4, the RPN: shared head, anchor-ordered outputs, proposal selection and losses."""
+
 import math
 
 import numpy as np
@@ -8,11 +9,11 @@ from torchvision.models.detection import rpn as tv_rpn
 from torchvision.models.detection.anchor_utils import AnchorGenerator as TvAnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 
-from fpnlab.anchors import AnchorGenerator
 from fpnlab.errors import FpnlabError
-from fpnlab.model_config import ProposalCounts, RPNConfig
-from fpnlab.rpn import SMOOTH_L1_BETA, RegionProposalNetwork, RPNHead, flatten_deltas, flatten_objectness
-from fpnlab.transform import ImageBatch
+from fpnlab.model.anchors import AnchorGenerator
+from fpnlab.model.config import ProposalCounts, RPNConfig
+from fpnlab.model.rpn import RegionProposalNetwork, RPNHead, flatten_deltas, flatten_objectness
+from fpnlab.model.transform import ImageBatch
 
 SIZES = ((32,), (64,), (128,), (256,), (512,))
 RATIOS = (0.5, 1.0, 2.0)
@@ -41,8 +42,15 @@ def test_flattening_follows_the_anchor_order():
 
 def test_filter_keeps_levels_apart_clips_and_drops_tiny_boxes():
     rpn = RegionProposalNetwork(AnchorGenerator(), RPNHead(4, 3), RPNConfig(nms_thresh=0.7))
-    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0],
-                          [-5.0, -5.0, 50.0, 50.0], [3.0, 3.0, 3.0005, 9.0]])
+    boxes = torch.tensor(
+        [
+            [0.0, 0.0, 10.0, 10.0],
+            [0.0, 0.0, 10.0, 10.0],
+            [0.0, 0.0, 10.0, 10.0],
+            [-5.0, -5.0, 50.0, 50.0],
+            [3.0, 3.0, 3.0005, 9.0],
+        ]
+    )
     scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.95])
     levels = torch.tensor([0, 1, 0, 2, 0])
     kept, kept_scores, kept_levels = rpn.filter_image(boxes, scores, levels, (20, 30), top_n=10)
@@ -70,8 +78,17 @@ def tv_and_our_rpns(channels: int = 16):
     for conv in (tv_head.conv[0][0], tv_head.cls_logits, tv_head.bbox_pred):
         torch.nn.init.normal_(conv.weight, std=0.1)
         torch.nn.init.normal_(conv.bias, std=0.1)
-    theirs = tv_rpn.RegionProposalNetwork(TvAnchorGenerator(SIZES, (RATIOS,) * 5), tv_head, 0.7, 0.3, 256, 0.5,
-                                          dict(training=2000, testing=1000), dict(training=2000, testing=1000), 0.7)
+    theirs = tv_rpn.RegionProposalNetwork(
+        TvAnchorGenerator(SIZES, (RATIOS,) * 5),
+        tv_head,
+        0.7,
+        0.3,
+        256,
+        0.5,
+        dict(training=2000, testing=1000),
+        dict(training=2000, testing=1000),
+        0.7,
+    )
     ours = RegionProposalNetwork(AnchorGenerator(SIZES, RATIOS), RPNHead(channels, 3))
     ours.head.conv.load_state_dict(tv_head.conv[0][0].state_dict())
     ours.head.objectness.load_state_dict(tv_head.cls_logits.state_dict())
@@ -92,11 +109,14 @@ def test_proposals_and_losses_equal_torchvision(training):
     sizes = [(80, 104), (40, 52), (20, 26), (10, 13), (5, 7)]  # a padded 320 x 416 batch, strides 4..64
     features = {f"p{k + 2}": torch.randn(2, 16, h, w, generator=gen) for k, (h, w) in enumerate(sizes)}
     tensor, image_sizes = torch.zeros(2, 3, 320, 416), [(320, 400), (300, 416)]
-    targets = [{"boxes": torch.tensor([[10.0, 20.0, 100.0, 90.0], [200.0, 50.0, 390.0, 300.0]])},
-               {"boxes": torch.zeros(0, 4)}]  # the second image has no objects
+    targets = [
+        {"boxes": torch.tensor([[10.0, 20.0, 100.0, 90.0], [200.0, 50.0, 390.0, 300.0]])},
+        {"boxes": torch.zeros(0, 4)},
+    ]  # the second image has no objects
     torch.manual_seed(7)
-    expected_boxes, expected_losses = theirs(ImageList(tensor, image_sizes), dict(features),
-                                             targets if training else None)
+    expected_boxes, expected_losses = theirs(
+        ImageList(tensor, image_sizes), dict(features), targets if training else None
+    )
     torch.manual_seed(7)  # our sampler draws in torchvision's order, so the same anchors are sampled
     out = ours(features, ImageBatch(tensor, image_sizes), targets if training else None)
     for boxes, scores, expected in zip(out.boxes, out.scores, expected_boxes):
@@ -131,7 +151,7 @@ def run_tiny(rpn: RegionProposalNetwork, gt: torch.Tensor):
     return rpn({"p5": torch.rand(1, 4, 1, 1)}, batch, [{"boxes": gt}])
 
 
-def smooth_l1(x: float, beta: float = SMOOTH_L1_BETA) -> float:
+def smooth_l1(x: float, beta: float = 1.0 / 9) -> float:  # Detectron's beta, written out
     return 0.5 * x * x / beta if abs(x) < beta else abs(x) - 0.5 * beta
 
 
@@ -150,8 +170,10 @@ def test_a_single_sampled_anchor_is_averaged_over_one():
 
 def test_loss_worked_by_hand():
     rpn = tiny_rpn()
-    assert torch.equal(rpn.anchor_generator.grid_anchors((32, 32), [(1, 1)])[0],
-                       torch.tensor([[-8.0, -8.0, 8.0, 8.0], [-16.0, -16.0, 16.0, 16.0]]))
+    assert torch.equal(
+        rpn.anchor_generator.grid_anchors((32, 32), [(1, 1)])[0],
+        torch.tensor([[-8.0, -8.0, 8.0, 8.0], [-16.0, -16.0, 16.0, 16.0]]),
+    )
     # gt [0, 0, 16, 16]: IoU 64 / 448 = 0.14 with anchor 0, 256 / 1024 = 0.25 with anchor 1. Both are
     # below 0.3, but anchor 1 is the gt's best anchor (low-quality match): labels (0, 1), both sampled.
     out = run_tiny(rpn, torch.tensor([[0.0, 0.0, 16.0, 16.0]]))

@@ -1,4 +1,5 @@
 """What a run reports: the window's means and speed, metrics.csv's bytes, repair and resume, TensorBoard's calls."""
+
 from __future__ import annotations
 
 import sys
@@ -6,8 +7,8 @@ import types
 
 import pytest
 
-import fpnlab.runlog as runlog
-from fpnlab.runlog import LogWindow, MetricsLog
+import fpnlab.engine.runlog as runlog
+from fpnlab.engine.runlog import LogWindow, MetricsLog
 
 
 def test_window_means_and_images_per_second(monkeypatch):
@@ -41,8 +42,10 @@ def test_a_log_that_is_not_text_is_repaired_and_kept(tmp_path):
     path.write_bytes(b"iteration,loss\n10,1.0\n\xff\xfe,\x00\n")
     log = MetricsLog(path, 10)
     assert log.rows == [{"iteration": 10, "loss": 1.0}]
-    assert log.repaired == (f"{path} had 1 unreadable line(s); repaired from its 1 readable row(s), the damaged "
-                            "file is kept as metrics.csv.damaged.")
+    assert log.repaired == (
+        f"{path} had 1 unreadable line(s); repaired from its 1 readable row(s), the damaged "
+        "file is kept as metrics.csv.damaged."
+    )
     assert (tmp_path / "metrics.csv.damaged").read_bytes() == b"iteration,loss\n10,1.0\n\xff\xfe,\x00\n"  # as it was
 
 

@@ -3,6 +3,7 @@
 The numbers of the CPU Table 1 come from `fpnlab ablate` (results/ablation_rpn_cpu.json, about 9 minutes on
 2 cores); here the same design runs end to end on a tiny schedule, so that it can never break silently.
 """
+
 from __future__ import annotations
 
 import json
@@ -10,14 +11,14 @@ import json
 import torch
 import torchvision
 
-from fpnlab.ablation import base_config, run_ablation, variant_config
-from fpnlab.config import get_preset
+from fpnlab.ablation.runner import base_config, run_ablation, variant_config
 from fpnlab.data import load_split
-from fpnlab.demo import demo_model
-from fpnlab.evaluate import anchor_size_statistics, level_statistics
+from fpnlab.engine.demo import demo_model
+from fpnlab.engine.evaluate import anchor_size_statistics, level_statistics
+from fpnlab.engine.presets import get_preset
+from fpnlab.engine.state import build_model
+from fpnlab.model.transform import resize_boxes
 from fpnlab.results import read_result
-from fpnlab.state import build_model
-from fpnlab.transform import resize_boxes
 
 
 def test_every_level_of_the_demo_detector_gets_boxes_anchors_and_rois():
@@ -34,8 +35,8 @@ def independent_positive_share(model, dataset, images: int) -> dict[int, float]:
     for i in range(images):
         image, target = dataset[i]
         seen = model.inspect([image])
-        anchors = torch.cat(list(seen["anchors"].values()))
-        gt = resize_boxes(target["boxes"], image.shape[-2:], seen["image_sizes"][0])
+        anchors = torch.cat(list(seen.anchors.values()))
+        gt = resize_boxes(target["boxes"], image.shape[-2:], seen.image_sizes[0])
         iou = torchvision.ops.box_iou(gt, anchors)  # (G, N)
         positive = (iou.max(dim=0).values >= 0.7) | ((iou == iou.max(dim=1, keepdim=True).values) & (iou > 0)).any(0)
         sides = torch.sqrt((anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1]))
@@ -64,16 +65,27 @@ def test_one_level_gives_almost_every_positive_anchor_to_large_objects():
 
 
 def test_the_cpu_design_runs_end_to_end_in_parallel(tmp_path):
-    record = run_ablation("rpn", ["fpn", "no_top_down"], seeds=(0,), preset="cpu", out=tmp_path, jobs=2,
-                          progress=None, iterations=6, warmup_iterations=2, max_val_images=3)
+    record = run_ablation(
+        "rpn",
+        ["fpn", "no_top_down"],
+        seeds=(0,),
+        preset="cpu",
+        out=tmp_path,
+        jobs=2,
+        progress=None,
+        iterations=6,
+        warmup_iterations=2,
+        max_val_images=3,
+    )
     assert [(run["variant"], run["seed"]) for run in record["runs"]] == [("fpn", 0), ("no_top_down", 0)]
     for run in record["runs"]:
         assert set(run["metrics"]) == {"AR@100", "AR_s@100", "AR@1000", "AR_s@1000", "AR_m@1000", "AR_l@1000"}
         assert set(run["anchor_sizes"]["sizes"]) == {"32", "64", "128", "256"}
     stored = json.loads((tmp_path / "ablation_rpn_cpu.json").read_text())
     assert stored["schedule"]["model"]["min_size"] == 320 and stored["schedule"]["iterations"] == 6
-    alone = run_ablation("rpn", ["fpn"], seeds=(0,), preset="cpu", progress=None, iterations=6, warmup_iterations=2,
-                         max_val_images=3)  # one process: the same numbers, whatever the process
+    alone = run_ablation(
+        "rpn", ["fpn"], seeds=(0,), preset="cpu", progress=None, iterations=6, warmup_iterations=2, max_val_images=3
+    )  # one process: the same numbers, whatever the process
     assert alone["runs"][0]["metrics"] == record["runs"][0]["metrics"]
 
 

@@ -1,5 +1,6 @@
 """TrainState without training: the optimizer's groups, the lr schedule's edges, what a checkpoint holds,
 what resuming accepts and refuses."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,9 +10,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from fpnlab.config import TrainConfig, get_preset
+from fpnlab.engine.presets import TrainConfig, get_preset
+from fpnlab.engine.state import TrainState, build_model, lr_factor, make_optimizer
 from fpnlab.errors import FpnlabError
-from fpnlab.state import TrainState, build_model, lr_factor, make_optimizer
 
 # What TrainState.create reads of a training set.
 TRAIN_SET = SimpleNamespace(num_classes=3, categories=["circle", "square"], label_to_cat_id={1: 5, 2: 7})
@@ -39,8 +40,9 @@ def test_lr_schedule_at_its_edges():
     assert lr_factor(10, cosine) == 1.0 and lr_factor(11, cosine) == pytest.approx(0.0, abs=1e-12)
     assert lr_factor(60, cosine) == pytest.approx(0.0, abs=1e-12)
     assert lr_factor(10, TrainConfig(iterations=30, warmup_iterations=10, schedule="cosine")) == 1.0
-    assert lr_factor(20, TrainConfig(iterations=30, warmup_iterations=10, schedule="cosine")) == \
-        pytest.approx(0.5 * (1 + math.cos(math.pi / 2)))
+    assert lr_factor(20, TrainConfig(iterations=30, warmup_iterations=10, schedule="cosine")) == pytest.approx(
+        0.5 * (1 + math.cos(math.pi / 2))
+    )
 
 
 def test_the_model_is_the_configs(state):
@@ -66,8 +68,10 @@ def test_resume_accepts_a_finished_run_and_refuses_what_cannot_continue(state):
     assert state.iteration == 20
     with pytest.raises(FpnlabError) as err:
         state.restore({**checkpoint, "iteration": 21}, "long.pt")
-    assert str(err.value) == ("long.pt has already trained 21 iterations, more than iterations=20; raise iterations "
-                              "to continue it, or use another run folder.")
+    assert str(err.value) == (
+        "long.pt has already trained 21 iterations, more than iterations=20; raise iterations "
+        "to continue it, or use another run folder."
+    )
     exported = {k: v for k, v in checkpoint.items() if k != "optimizer"}
     with pytest.raises(FpnlabError) as err:
         state.restore(exported, "model.pt")

@@ -1,5 +1,6 @@
 """Stopping early: a stop signal is noted and answered after the iteration, a second one quits at once;
 weights that stopped being finite name the iteration and the weight."""
+
 from __future__ import annotations
 
 import os
@@ -9,7 +10,7 @@ import threading
 import pytest
 import torch
 
-from fpnlab.stopping import Diverged, StopRequests, check_finite, check_finite_weights
+from fpnlab.engine.stopping import Diverged, StopRequests, check_finite, check_finite_weights
 
 CPU = torch.device("cpu")
 
@@ -20,8 +21,9 @@ def test_sigterm_is_noted_then_a_second_signal_quits(capsys):
         assert stop.requested(CPU) is False  # nothing received yet
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.signal_name == "SIGTERM" and stop.requested(CPU) is True
-        assert capsys.readouterr().out == ("SIGTERM: stopping after this iteration and saving a checkpoint (send it "
-                                           "again to quit at once).\n")
+        assert capsys.readouterr().out == (
+            "SIGTERM: stopping after this iteration and saving a checkpoint (send it again to quit at once).\n"
+        )
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGTERM) is before  # the handlers are put back

@@ -1,4 +1,5 @@
 """The training loop: it learns, resumes exactly, stops cleanly on Ctrl-C, SIGTERM and NaN, and guards its folder."""
+
 from __future__ import annotations
 
 import csv
@@ -19,19 +20,19 @@ import numpy as np
 import pytest
 import torch
 
-import fpnlab.state as state_module
-import fpnlab.train as training
-from fpnlab.batches import SeededAugmentation, SeededBatches, load_datasets
-from fpnlab.checkpoint import load_checkpoint, load_model, save_checkpoint
-from fpnlab.config import get_preset
+import fpnlab.engine.loop as training
+import fpnlab.engine.state as state_module
 from fpnlab.data import load_split
+from fpnlab.engine.batches import SeededAugmentation, SeededBatches, load_datasets
+from fpnlab.engine.checkpoint import load_checkpoint, load_model, save_checkpoint
+from fpnlab.engine.evaluate import COCO_METRICS, coco_metrics
+from fpnlab.engine.loop import TrainResult, divergence_message, train
+from fpnlab.engine.presets import get_preset
+from fpnlab.engine.run_folder import RunFolder
+from fpnlab.engine.runlog import parse_metrics
+from fpnlab.engine.state import lr_factor
+from fpnlab.engine.stopping import Diverged
 from fpnlab.errors import FpnlabError
-from fpnlab.evaluate import COCO_METRICS, coco_metrics
-from fpnlab.run_folder import RunFolder
-from fpnlab.runlog import parse_metrics
-from fpnlab.state import lr_factor
-from fpnlab.stopping import Diverged
-from fpnlab.train import TrainResult, divergence_message, train
 
 TEST = get_preset("test")  # 12 iterations of a tiny detector on 8 shapes-mini images
 
@@ -76,8 +77,9 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(straight_run, tm
         train(TEST, tmp_path, progress=None)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["iteration"] == 5  # saved on the signal, not at 6
     assert load_checkpoint(tmp_path / "checkpoint.pt")["loss"] is not None  # the last logged window's mean
-    assert capsys.readouterr().out.splitlines()[-1] == (f"Stopped at iteration 5; {tmp_path / 'checkpoint.pt'} saved. "
-                                                        "Run the same command again to resume.")
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"Stopped at iteration 5; {tmp_path / 'checkpoint.pt'} saved. Run the same command again to resume."
+    )
     monkeypatch.undo()
 
     resumed = train(get_preset("test", num_workers=2), tmp_path, progress=None)  # data order ignores workers
@@ -139,8 +141,11 @@ def poison(monkeypatch, at_call: int, term: str = "loss_box_reg", weights: bool 
 def test_nan_loss_stops_naming_the_iteration_and_what_the_checkpoint_holds(tmp_path, monkeypatch):
     poison(monkeypatch, at_call=5)
     cfg = get_preset("test", iterations=8, checkpoint_every=2)
-    with pytest.raises(FpnlabError, match=r"diverged at iteration 5: loss_box_reg is nan\. .*checkpoint.pt holds "
-                                          r"iteration 4 \(mean loss [0-9.]+ there\)"):
+    with pytest.raises(
+        FpnlabError,
+        match=r"diverged at iteration 5: loss_box_reg is nan\. .*checkpoint.pt holds "
+        r"iteration 4 \(mean loss [0-9.]+ there\)",
+    ):
         train(cfg, tmp_path, progress=None)
     kept = load_checkpoint(tmp_path / "checkpoint.pt")
     assert kept["iteration"] == 4
@@ -150,8 +155,11 @@ def test_nan_loss_stops_naming_the_iteration_and_what_the_checkpoint_holds(tmp_p
 def test_weights_that_are_no_longer_finite_are_never_saved(tmp_path, monkeypatch):
     poison(monkeypatch, at_call=3, weights=True)  # finite loss, infinite gradient: the weights blow up
     cfg = get_preset("test", iterations=8, checkpoint_every=2, clip_grad_norm=None)
-    with pytest.raises(FpnlabError, match=r"diverged at iteration 4: .*(is no longer finite|is (nan|inf))\. "
-                                          r".*holds iteration 2"):
+    with pytest.raises(
+        FpnlabError,
+        match=r"diverged at iteration 4: .*(is no longer finite|is (nan|inf))\. "
+        r".*holds iteration 2",
+    ):
         train(cfg, tmp_path, progress=None)
     kept = load_checkpoint(tmp_path / "checkpoint.pt")
     assert kept["iteration"] == 2
@@ -161,8 +169,9 @@ def test_weights_that_are_no_longer_finite_are_never_saved(tmp_path, monkeypatch
 def test_a_run_folder_with_a_checkpoint_is_never_overwritten_without_resume(straight_run):
     with pytest.raises(FpnlabError) as err:
         train(TEST, straight_run.run_dir, resume=False, progress=None)
-    assert str(err.value) == (f"{straight_run.checkpoint} already exists; resume it, or delete it or pick another "
-                              "run folder to start over.")
+    assert str(err.value) == (
+        f"{straight_run.checkpoint} already exists; resume it, or delete it or pick another run folder to start over."
+    )
 
 
 def test_resuming_with_fewer_iterations_than_done_is_refused(straight_run):
@@ -171,15 +180,27 @@ def test_resuming_with_fewer_iterations_than_done_is_refused(straight_run):
 
 
 def test_a_second_run_in_the_same_folder_is_refused_while_the_first_trains(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from fpnlab.run_folder import RunFolder\n"
-        "folder = RunFolder(Path(sys.argv[1]))\n"
-        "with folder.locked():\n    print('locked', flush=True); time.sleep(60)"), str(tmp_path)],
-        stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; from pathlib import Path; from fpnlab.engine.run_folder import RunFolder\n"
+                "folder = RunFolder(Path(sys.argv[1]))\n"
+                "with folder.locked():\n    print('locked', flush=True); time.sleep(60)"
+            ),
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(FpnlabError, match=rf"run folder {tmp_path} is in use by another training run "
-                                              rf"\(pid {holder.pid}\)"):
+        with pytest.raises(
+            FpnlabError,
+            match=rf"run folder {tmp_path} is in use by another training run "
+            rf"\(pid {holder.pid}\)",
+        ):
             train(TEST, tmp_path, progress=None)
         assert not (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "metrics.csv").exists()
     finally:
@@ -205,8 +226,9 @@ def test_without_progress_bars_each_phase_prints_one_line_and_the_checkpoint_is_
 
 
 def test_lr_warms_up_linearly_then_steps_or_follows_the_cosine():
-    step = get_preset("test", iterations=100, warmup_iterations=10, warmup_factor=0.1, schedule="step",
-                      lr_steps=(0.6, 0.8), gamma=0.1)
+    step = get_preset(
+        "test", iterations=100, warmup_iterations=10, warmup_factor=0.1, schedule="step", lr_steps=(0.6, 0.8), gamma=0.1
+    )
     assert [lr_factor(i, step) for i in (0, 5, 10, 59)] == pytest.approx([0.1, 0.55, 1.0, 1.0])
     assert [lr_factor(i, step) for i in (60, 79, 80, 99)] == pytest.approx([0.1, 0.1, 0.01, 0.01])
     cosine = get_preset("test", iterations=110, warmup_iterations=10, schedule="cosine")
@@ -221,8 +243,16 @@ def test_gradients_are_clipped_to_the_configured_norm(monkeypatch):
     def spy(parameters, max_norm, *args, **kwargs):
         parameters = list(parameters)
         norm = real_clip(parameters, max_norm, *args, **kwargs)
-        seen.append((float(norm), float(torch.linalg.vector_norm(
-            torch.stack([torch.linalg.vector_norm(p.grad) for p in parameters if p.grad is not None])))))
+        seen.append(
+            (
+                float(norm),
+                float(
+                    torch.linalg.vector_norm(
+                        torch.stack([torch.linalg.vector_norm(p.grad) for p in parameters if p.grad is not None])
+                    )
+                ),
+            )
+        )
         return norm
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
@@ -314,17 +344,20 @@ def test_resuming_says_where_and_which_settings_changed(tmp_path, capsys):
 
 def test_what_a_divergence_message_says_about_the_checkpoint_kept(tmp_path):
     folder, err = RunFolder(tmp_path), Diverged(9, "loss_box_reg is nan")
-    assert divergence_message(err, folder, None) == ("training diverged at iteration 9: loss_box_reg is nan; no "
-                                                     "checkpoint had been saved yet (try a lower lr or a longer "
-                                                     "warm-up).")
+    assert divergence_message(err, folder, None) == (
+        "training diverged at iteration 9: loss_box_reg is nan; no "
+        "checkpoint had been saved yet (try a lower lr or a longer "
+        "warm-up)."
+    )
     save_checkpoint(folder.checkpoint, {"model": {}, "model_config": {}, "iteration": 8, "loss": 3.0})
     log = SimpleNamespace(rows=[{"loss": 2.0}, {"loss": 1.5}])
     tail = "; resume it with a lower lr or a longer warm-up, or delete it to start over."
     head = f"training diverged at iteration 9: loss_box_reg is nan. {folder.checkpoint} holds iteration 8"
     assert divergence_message(err, folder, log) == head + " (mean loss 3 there)" + tail  # 3.0 is not above 2 x 1.5
     save_checkpoint(folder.checkpoint, {"model": {}, "model_config": {}, "iteration": 8, "loss": 3.5})
-    assert divergence_message(err, folder, log) == (head + " (mean loss 3.5 there; it had been as low as 1.5, so that "
-                                                    "state may already be diverging)" + tail)
+    assert divergence_message(err, folder, log) == (
+        head + " (mean loss 3.5 there; it had been as low as 1.5, so that state may already be diverging)" + tail
+    )
     assert divergence_message(err, folder, None) == head + " (mean loss 3.5 there)" + tail
     assert divergence_message(err, folder, SimpleNamespace(rows=[])) == head + " (mean loss 3.5 there)" + tail
 

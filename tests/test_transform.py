@@ -1,9 +1,10 @@
-"""Stage 9 input transform: normalise, resize (shorter side / max size), pad to 32, map boxes back."""
+"""The detector's input transform: normalise, resize (shorter side / max size), pad to 32, map boxes back."""
+
 import pytest
 import torch
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-from fpnlab.transform import IMAGENET_MEAN, IMAGENET_STD, DetectionTransform, padded_side, resize_scale
+from fpnlab.model.transform import IMAGENET_MEAN, IMAGENET_STD, DetectionTransform, padded_side, resize_scale
 
 
 def test_resize_and_pad_numbers_worked_by_hand():
@@ -39,8 +40,10 @@ def test_normalize_uses_imagenet_statistics():
 def test_equals_torchvision_generalized_rcnn_transform(sizes):
     gen = torch.Generator().manual_seed(0)
     images = [torch.rand(3, h, w, generator=gen) for h, w in sizes]
-    targets = [{"boxes": torch.tensor([[10.0, 20.0, 150.0, 180.0], [0.5, 1.5, 99.0, 60.0]]),
-                "labels": torch.tensor([1, 2])} for _ in sizes]
+    targets = [
+        {"boxes": torch.tensor([[10.0, 20.0, 150.0, 180.0], [0.5, 1.5, 99.0, 60.0]]), "labels": torch.tensor([1, 2])}
+        for _ in sizes
+    ]
     reference = GeneralizedRCNNTransform(320, 512, list(IMAGENET_MEAN), list(IMAGENET_STD)).eval()
     expected, expected_targets = reference(images, targets)
     batch, resized = DetectionTransform(320, 512)(images, targets)
@@ -55,9 +58,28 @@ def test_postprocess_maps_boxes_back_to_input_pixels():
     transform = DetectionTransform(min_size=320, max_size=512)
     batch, _ = transform([torch.rand(3, 300, 400)])  # resized to 320 x 426
     whole_resized_image = torch.tensor([[0.0, 0.0, 426.0, 320.0], [42.6, 32.0, 213.0, 160.0]])
-    back = transform.postprocess([whole_resized_image], batch.image_sizes, [(300, 400)])[0]
-    # x scales by 400 / 426, y by 300 / 320
-    assert torch.allclose(back, torch.tensor([[0.0, 0.0, 400.0, 300.0], [40.0, 30.0, 200.0, 150.0]]), atol=1e-4)
+    result = {"boxes": whole_resized_image, "scores": torch.tensor([0.9, 0.8])}
+    back = transform.postprocess([result], batch.image_sizes, [(300, 400)])[0]
+    # x scales by 400 / 426, y by 300 / 320; scores are not in pixels and stay
+    expected = torch.tensor([[0.0, 0.0, 400.0, 300.0], [40.0, 30.0, 200.0, 150.0]])
+    assert torch.allclose(back["boxes"], expected, atol=1e-4)
+    assert torch.equal(back["scores"], result["scores"])
+
+
+def test_postprocess_maps_every_registered_instance_field_with_the_boxes_in_input_pixels():
+    transform = DetectionTransform(min_size=320, max_size=512)
+    batch, _ = transform([torch.rand(3, 300, 400)])
+    seen = []
+
+    def to_input(value, boxes, size):
+        seen.append((boxes.clone(), size))
+        return value * 2
+
+    transform.instance_fields["masks"] = to_input
+    result = {"boxes": torch.tensor([[0.0, 0.0, 426.0, 320.0]]), "masks": torch.ones(1, 1, 28, 28)}
+    back = transform.postprocess([result], batch.image_sizes, [(300, 400)])[0]
+    assert torch.equal(back["masks"], torch.full((1, 1, 28, 28), 2.0))
+    assert torch.allclose(seen[0][0], torch.tensor([[0.0, 0.0, 400.0, 300.0]]), atol=1e-4) and seen[0][1] == (300, 400)
 
 
 def test_training_boxes_resize_with_their_image():

@@ -1,4 +1,6 @@
-"""fpnlab.widgets: the update functions compute the stage modules' answers, and moving a slider updates them."""
+"""fpnlab.teaching.widgets: the update functions compute the stage modules' answers, and moving a slider updates
+them."""
+
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -9,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from fpnlab import widgets
-from fpnlab.anchors import AnchorGenerator
-from fpnlab.poolers import roi_align
+from fpnlab.model.anchors import AnchorGenerator
+from fpnlab.model.poolers import roi_align
+from fpnlab.teaching import widgets
 
 IMAGE_SIZE = (128, 160)  # (H, W)
 
@@ -25,16 +27,22 @@ def image():
 def features():
     gen = torch.Generator().manual_seed(1)
     h, w = IMAGE_SIZE
-    return {f"p{k}": torch.randn(1, 4, h // 2 ** k, w // 2 ** k, generator=gen) for k in range(2, 7)}
+    return {f"p{k}": torch.randn(1, 4, h // 2**k, w // 2**k, generator=gen) for k in range(2, 7)}
 
 
 # --- level assignment ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("side, continuous, floored, level", [
-    (224, 4.0, 4, 4), (112, 3.0, 3, 3), (160, 4 + math.log2(160 / 224), 3, 3),
-    (40, 4 + math.log2(40 / 224), 1, 2),  # floor 1 is clamped up to P2
-    (1000, 4 + math.log2(1000 / 224), 6, 5),  # floor 6 is clamped down to P5 (P6 pools no ROI)
-])
+
+@pytest.mark.parametrize(
+    "side, continuous, floored, level",
+    [
+        (224, 4.0, 4, 4),
+        (112, 3.0, 3, 3),
+        (160, 4 + math.log2(160 / 224), 3, 3),
+        (40, 4 + math.log2(40 / 224), 1, 2),  # floor 1 is clamped up to P2
+        (1000, 4 + math.log2(1000 / 224), 6, 5),  # floor 6 is clamped down to P5 (P6 pools no ROI)
+    ],
+)
 def test_level_assignment_follows_eq1(image, features, side, continuous, floored, level):
     state = widgets.LevelAssignmentExplorer(image, features).update(width=side, height=side)
     assert state.continuous == pytest.approx(continuous)
@@ -129,6 +137,7 @@ def test_feature_browser_sliders(image, features):
 
 
 # --- anchor explorer -------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def explorer(image, features):

@@ -2,13 +2,16 @@
 
 Expected values: areas worked out by hand, and torchvision.ops.box_area.
 """
+
 from functools import partial
 
 import torch
 import torchvision
 from otter.test_files import test_case
 
-from fpnlab import boxes, case_inputs, units
+from fpnlab import grading as units
+from fpnlab.grading import case_inputs
+from fpnlab.model import boxes
 
 OK_FORMAT = False
 name = "area"

@@ -3,11 +3,13 @@
 
 Expected values: levels worked out by hand, and torchvision's LevelMapper (plus k_min: it counts from 0).
 """
+
 import torch
 from otter.test_files import test_case
 from torchvision.ops.poolers import LevelMapper
 
-from fpnlab import levels, units
+from fpnlab import grading as units
+from fpnlab.model import levels
 
 OK_FORMAT = False
 name = "assign_levels"
@@ -59,5 +61,6 @@ def float64_off_image():
 
 @test_case(name="no boxes: an empty int64 result", hidden=True)
 def empty():
-    units.expect_equal(assign(torch.zeros(0, 4, device=units.DEVICE)), torch.zeros(0, dtype=torch.int64),
-                       "levels of no boxes")
+    units.expect_equal(
+        assign(torch.zeros(0, 4, device=units.DEVICE)), torch.zeros(0, dtype=torch.int64), "levels of no boxes"
+    )

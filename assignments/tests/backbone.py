@@ -3,11 +3,13 @@
 Expected values: shapes worked out by hand (strides 4, 8, 16, 32, sides rounded up), and torchvision's
 IntermediateLayerGetter running the same layers.
 """
+
 import torch
 from otter.test_files import test_case
 from torchvision.models._utils import IntermediateLayerGetter
 
-from fpnlab import backbone, units
+from fpnlab import grading as units
+from fpnlab.model import backbone
 
 OK_FORMAT = False
 name = "backbone"
@@ -24,8 +26,10 @@ def body_and_images(net, norm, size, seed, dtype=torch.float32):
 
 def expect_features(got, expected, what):
     if not isinstance(got, dict) or list(got) != ["c2", "c3", "c4", "c5"]:
-        raise AssertionError(f"{what}: expected a dict with keys c2, c3, c4, c5 in that order, got "
-                             f"{list(got) if isinstance(got, dict) else type(got).__name__}.")
+        raise AssertionError(
+            f"{what}: expected a dict with keys c2, c3, c4, c5 in that order, got "
+            f"{list(got) if isinstance(got, dict) else type(got).__name__}."
+        )
     for key in got:
         units.expect_close(got[key], expected[key], f"{what}, {key}")
 

@@ -3,11 +3,13 @@
 
 Expected values: corners worked out by hand, and torchvision's AnchorGenerator.generate_anchors.
 """
+
 import torch
 from otter.test_files import test_case
 from torchvision.models.detection.anchor_utils import AnchorGenerator as TvAnchorGenerator
 
-from fpnlab import anchors, units
+from fpnlab import grading as units
+from fpnlab.model import anchors
 
 OK_FORMAT = False
 name = "cell_anchors"
@@ -20,8 +22,11 @@ def by_hand():
     with units.checking("cell_anchors"):
         got = generator.cell_anchors(0)
     # ratio 0.5: w = 32 / sqrt(0.5) = 45.25, h = 32 * sqrt(0.5) = 22.63; half of each, rounded: 23 and 11
-    units.expect_close(got, torch.tensor([[-23.0, -11.0, 23.0, 11.0], [-16.0, -16.0, 16.0, 16.0],
-                                          [-11.0, -23.0, 11.0, 23.0]]), "anchors of size 32")
+    units.expect_close(
+        got,
+        torch.tensor([[-23.0, -11.0, 23.0, 11.0], [-16.0, -16.0, 16.0, 16.0], [-11.0, -23.0, 11.0, 23.0]]),
+        "anchors of size 32",
+    )
 
 
 @test_case(name="three sizes on one level: ratio-major order, against torchvision")

@@ -2,6 +2,7 @@
 
 Expected values: boxes worked out by hand, and torchvision's BoxCoder.decode_single.
 """
+
 import math
 from functools import partial
 
@@ -9,7 +10,9 @@ import torch
 from otter.test_files import test_case
 from torchvision.models.detection._utils import BoxCoder as TvBoxCoder
 
-from fpnlab import boxes, case_inputs, units
+from fpnlab import grading as units
+from fpnlab.grading import case_inputs
+from fpnlab.model import boxes
 
 OK_FORMAT = False
 name = "decode"

@@ -5,13 +5,16 @@ class, keep the best.
 Expected values: detections worked out by hand, and torchvision's RoIHeads.postprocess_detections on the
 same class logits, box deltas and proposals (decoded here with torchvision's BoxCoder).
 """
+
 import torch
 import torch.nn.functional as F
 from otter.test_files import test_case
 from torchvision.models.detection._utils import BoxCoder as TvBoxCoder
 from torchvision.models.detection.roi_heads import RoIHeads as TvRoIHeads
 
-from fpnlab import model_config, poolers, roi_heads, units
+from fpnlab import grading as units
+from fpnlab.model import config as model_config
+from fpnlab.model import poolers, roi_heads
 
 OK_FORMAT = False
 name = "detect_image"
@@ -21,8 +24,9 @@ WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 
 def heads(score_thresh=0.05, nms_thresh=0.5, detections=100):
     config = model_config.BoxHeadConfig(score_thresh=score_thresh, nms_thresh=nms_thresh, detections_per_img=detections)
-    return roi_heads.RoIHeads(poolers.MultiScaleRoIPooler(), roi_heads.TwoMLPHead(4, 4),
-                              roi_heads.FastRCNNPredictor(4, 3), config)
+    return roi_heads.RoIHeads(
+        poolers.MultiScaleRoIPooler(), roi_heads.TwoMLPHead(4, 4), roi_heads.FastRCNNPredictor(4, 3), config
+    )
 
 
 def detect(boxes, scores, image_size, **settings):
@@ -48,8 +52,14 @@ def problem(n_rois, n_classes, image_size, seed, dtype=torch.float32):
 def compare_with_torchvision(problem_, image_size, score_thresh=0.05, nms_thresh=0.5, detections=100):
     logits, deltas, proposals = problem_
     boxes = TvBoxCoder(WEIGHTS).decode(deltas, [proposals])  # (R, C, 4)
-    got = detect(boxes, F.softmax(logits, -1), image_size, score_thresh=score_thresh, nms_thresh=nms_thresh,
-                 detections=detections)
+    got = detect(
+        boxes,
+        F.softmax(logits, -1),
+        image_size,
+        score_thresh=score_thresh,
+        nms_thresh=nms_thresh,
+        detections=detections,
+    )
     theirs = TvRoIHeads(None, None, None, 0.5, 0.5, 512, 0.25, WEIGHTS, score_thresh, nms_thresh, detections)
     expected = [out[0] for out in theirs.postprocess_detections(logits, deltas, [proposals], [image_size])]
     units.expect_close(got["boxes"], expected[0], "detected boxes")
@@ -59,9 +69,13 @@ def compare_with_torchvision(problem_, image_size, score_thresh=0.05, nms_thresh
 
 @test_case(name="by hand: clipped to a 50 x 60 image, background and scores <= 0.05 dropped, NMS per class")
 def by_hand():
-    boxes = torch.tensor([[[0.0, 0.0, 9.0, 9.0], [0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]],
-                          [[0.0, 0.0, 9.0, 9.0], [1.0, 1.0, 10.0, 10.0], [-5.0, -5.0, 100.0, 100.0]]],
-                         device=units.DEVICE)  # (2 ROIs, 3 classes, 4)
+    boxes = torch.tensor(
+        [
+            [[0.0, 0.0, 9.0, 9.0], [0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]],
+            [[0.0, 0.0, 9.0, 9.0], [1.0, 1.0, 10.0, 10.0], [-5.0, -5.0, 100.0, 100.0]],
+        ],
+        device=units.DEVICE,
+    )  # (2 ROIs, 3 classes, 4)
     scores = torch.tensor([[0.1, 0.6, 0.3], [0.5, 0.45, 0.05]], device=units.DEVICE)
     got = detect(boxes, scores, (50, 60))
     # class 1: ROI 1's box overlaps ROI 0's by IoU 0.81 > 0.5 and goes; class 2: ROI 1 scores 0.05, not above
@@ -77,8 +91,9 @@ def against_torchvision():
 
 @test_case(name="float64, a score threshold of 0.2, NMS at 0.3, at most 6 detections", hidden=True)
 def settings_float64():
-    compare_with_torchvision(problem(45, 6, (73, 91), seed=1, dtype=torch.float64), (73, 91),
-                             score_thresh=0.2, nms_thresh=0.3, detections=6)
+    compare_with_torchvision(
+        problem(45, 6, (73, 91), seed=1, dtype=torch.float64), (73, 91), score_thresh=0.2, nms_thresh=0.3, detections=6
+    )
 
 
 @test_case(name="by hand: no ROIs give no detections", hidden=True)

@@ -3,6 +3,7 @@ fpnlab/boxes.py `BoxCoder.encode`.
 
 Expected values: targets worked out by hand, and torchvision's BoxCoder.encode_single.
 """
+
 import math
 from functools import partial
 
@@ -10,7 +11,9 @@ import torch
 from otter.test_files import test_case
 from torchvision.models.detection._utils import BoxCoder as TvBoxCoder
 
-from fpnlab import boxes, case_inputs, units
+from fpnlab import grading as units
+from fpnlab.grading import case_inputs
+from fpnlab.model import boxes
 
 OK_FORMAT = False
 name = "encode"
@@ -27,8 +30,11 @@ def by_hand():
     gt = torch.tensor([[5.0, 5.0, 15.0, 15.0], [0.0, 0.0, 20.0, 10.0]], device=units.DEVICE)
     with units.checking("encode"):
         got = boxes.BoxCoder((1.0, 1.0, 1.0, 1.0)).encode(gt, anchors)
-    units.expect_close(got, torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.5, 0.0, math.log(2), 0.0]]),
-                       "targets of two gt boxes against a 10 x 10 anchor")
+    units.expect_close(
+        got,
+        torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.5, 0.0, math.log(2), 0.0]]),
+        "targets of two gt boxes against a 10 x 10 anchor",
+    )
 
 
 @test_case(name="20 random pairs, weights (1, 1, 1, 1), against torchvision's BoxCoder")
@@ -52,13 +58,15 @@ def uneven_weights_off_image():
     gt, proposals = random_boxes(9, seed=7) - 500, random_boxes(9, seed=8) - 480
     with units.checking("encode"):
         got = boxes.BoxCoder((2.0, 3.0, 0.5, 4.0)).encode(gt, proposals)
-    units.expect_close(got, TvBoxCoder((2.0, 3.0, 0.5, 4.0)).encode_single(gt, proposals), "targets, weights 2, 3, "
-                       "0.5, 4")
+    units.expect_close(
+        got, TvBoxCoder((2.0, 3.0, 0.5, 4.0)).encode_single(gt, proposals), "targets, weights 2, 3, 0.5, 4"
+    )
 
 
 @test_case(name="no boxes: (0, 4) targets", hidden=True)
 def empty():
     with units.checking("encode"):
-        got = boxes.BoxCoder((10.0, 10.0, 5.0, 5.0)).encode(torch.zeros(0, 4, device=units.DEVICE),
-                                                             torch.zeros(0, 4, device=units.DEVICE))
+        got = boxes.BoxCoder((10.0, 10.0, 5.0, 5.0)).encode(
+            torch.zeros(0, 4, device=units.DEVICE), torch.zeros(0, 4, device=units.DEVICE)
+        )
     units.expect_close(got, torch.zeros(0, 4), "targets of no boxes")

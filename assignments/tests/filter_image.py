@@ -5,13 +5,16 @@ Expected values: proposals worked out by hand, and torchvision's RegionProposalN
 (given every candidate, so that its per-level top-k keeps them all); the level of each proposal is the
 level of the candidate it came from.
 """
+
 import torch
 import torchvision
 from otter.test_files import test_case
 from torchvision.models.detection import rpn as tv_rpn
 from torchvision.models.detection.anchor_utils import AnchorGenerator as TvAnchorGenerator
 
-from fpnlab import anchors, model_config, rpn, units
+from fpnlab import grading as units
+from fpnlab.model import anchors, rpn
+from fpnlab.model import config as model_config
 
 OK_FORMAT = False
 name = "filter_image"
@@ -38,9 +41,18 @@ def candidates(per_level, image_size, seed, dtype=torch.float32):
 
 def expected(boxes, scores, levels, image_size, top_n, nms_thresh=0.7, score_thresh=0.0):
     """torchvision's proposals and scores, and the level each came from."""
-    theirs = tv_rpn.RegionProposalNetwork(TvAnchorGenerator(), tv_rpn.RPNHead(4, 3), 0.7, 0.3, 256, 0.5,
-                                          dict(training=10**6, testing=10**6), dict(training=top_n, testing=top_n),
-                                          nms_thresh, score_thresh).eval()
+    theirs = tv_rpn.RegionProposalNetwork(
+        TvAnchorGenerator(),
+        tv_rpn.RPNHead(4, 3),
+        0.7,
+        0.3,
+        256,
+        0.5,
+        dict(training=10**6, testing=10**6),
+        dict(training=top_n, testing=top_n),
+        nms_thresh,
+        score_thresh,
+    ).eval()
     counts = torch.bincount(levels, minlength=int(levels.max()) + 1 if len(levels) else 1).tolist()
     kept, kept_scores = theirs.filter_proposals(boxes[None], torch.logit(scores)[None], [image_size], counts)
     clipped = torchvision.ops.clip_boxes_to_image(boxes, image_size)
@@ -64,21 +76,35 @@ def compare(got, want, what):
 
 @test_case(name="by hand: NMS within a level only, clipping to a 20 x 30 image, a too-thin box dropped")
 def by_hand():
-    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0],
-                          [-5.0, -5.0, 50.0, 50.0], [3.0, 3.0, 3.0005, 9.0]], device=units.DEVICE)
+    boxes = torch.tensor(
+        [
+            [0.0, 0.0, 10.0, 10.0],
+            [0.0, 0.0, 10.0, 10.0],
+            [0.0, 0.0, 10.0, 10.0],
+            [-5.0, -5.0, 50.0, 50.0],
+            [3.0, 3.0, 3.0005, 9.0],
+        ],
+        device=units.DEVICE,
+    )
     scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.95], device=units.DEVICE)
     levels = torch.tensor([0, 1, 0, 2, 0], device=units.DEVICE)
     got = run(ours(), boxes, scores, levels, (20, 30), 10)
-    want = (torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 30.0, 20.0]]),
-            torch.tensor([0.9, 0.8, 0.6]), torch.tensor([0, 1, 2]))
+    want = (
+        torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 30.0, 20.0]]),
+        torch.tensor([0.9, 0.8, 0.6]),
+        torch.tensor([0, 1, 2]),
+    )
     compare(got, want, "proposals of 5 candidates")
 
 
 @test_case(name="90 candidates on 3 levels of a 120 x 90 image, the best 50, against torchvision")
 def random_against_torchvision():
     boxes, scores, levels = candidates([40, 30, 20], (120, 90), seed=0)
-    compare(run(ours(), boxes, scores, levels, (120, 90), 50), expected(boxes, scores, levels, (120, 90), 50),
-            "proposals of 90 candidates")
+    compare(
+        run(ours(), boxes, scores, levels, (120, 90), 50),
+        expected(boxes, scores, levels, (120, 90), 50),
+        "proposals of 90 candidates",
+    )
 
 
 @test_case(name="a score threshold of 0.5 and NMS at 0.5, 4 levels, float64", hidden=True)
@@ -92,12 +118,21 @@ def thresholds_float64():
 def top_n_off_image():
     boxes, scores, levels = candidates([60, 60], (40, 50), seed=2)
     boxes = boxes * 2 - 30  # most reach past the image
-    compare(run(ours(), boxes, scores, levels, (40, 50), 7), expected(boxes, scores, levels, (40, 50), 7),
-            "the 7 best proposals")
+    compare(
+        run(ours(), boxes, scores, levels, (40, 50), 7),
+        expected(boxes, scores, levels, (40, 50), 7),
+        "the 7 best proposals",
+    )
 
 
 @test_case(name="by hand: no candidates, no proposals", hidden=True)
 def empty():
-    got = run(ours(), torch.zeros(0, 4, device=units.DEVICE), torch.zeros(0, device=units.DEVICE),
-              torch.zeros(0, dtype=torch.int64, device=units.DEVICE), (20, 30), 10)
+    got = run(
+        ours(),
+        torch.zeros(0, 4, device=units.DEVICE),
+        torch.zeros(0, device=units.DEVICE),
+        torch.zeros(0, dtype=torch.int64, device=units.DEVICE),
+        (20, 30),
+        10,
+    )
     compare(got, (torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64)), "no candidates")

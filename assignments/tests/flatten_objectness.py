@@ -3,11 +3,13 @@
 
 Expected values: an order worked out by hand, and torchvision's concat_box_prediction_layers.
 """
+
 import torch
 from otter.test_files import test_case
 from torchvision.models.detection.rpn import concat_box_prediction_layers
 
-from fpnlab import rpn, units
+from fpnlab import grading as units
+from fpnlab.model import rpn
 
 OK_FORMAT = False
 name = "flatten_objectness"

@@ -5,13 +5,15 @@ weights, and, for the ablations torchvision has no switch for, the paper's defin
 with the module's own convolutions: no top-down, P_k = smooth_k(lateral_k(C_k)); no lateral, M5 =
 lateral_5(C5), M_k = M_{k+1} upsampled (nearest) to C_k's size, P_k = smooth_k(M_k).
 """
+
 import torch
 import torch.nn.functional as F
 from otter.test_files import test_case
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from fpnlab import fpn, units
+from fpnlab import grading as units
+from fpnlab.model import fpn
 
 OK_FORMAT = False
 name = "fpn"
@@ -22,8 +24,10 @@ CHANNELS = [8, 12, 16, 20]  # C2..C5
 def features(sides, seed, dtype=torch.float32):
     """Random C2..C5 of the given (height, width) each."""
     gen = torch.Generator().manual_seed(seed)
-    return {f"c{k + 2}": torch.randn(2, c, h, w, generator=gen, dtype=dtype).to(units.DEVICE)
-            for k, (c, (h, w)) in enumerate(zip(CHANNELS, sides))}
+    return {
+        f"c{k + 2}": torch.randn(2, c, h, w, generator=gen, dtype=dtype).to(units.DEVICE)
+        for k, (c, (h, w)) in enumerate(zip(CHANNELS, sides))
+    }
 
 
 def pair(seed, dtype=torch.float32, **switches):
@@ -37,8 +41,10 @@ def pair(seed, dtype=torch.float32, **switches):
 
 def expect_levels(got, expected, what):
     if not isinstance(got, dict) or list(got) != list(expected):
-        raise AssertionError(f"{what}: expected a dict with keys {', '.join(expected)} in that order, got "
-                             f"{list(got) if isinstance(got, dict) else type(got).__name__}.")
+        raise AssertionError(
+            f"{what}: expected a dict with keys {', '.join(expected)} in that order, got "
+            f"{list(got) if isinstance(got, dict) else type(got).__name__}."
+        )
     for key in expected:
         units.expect_close(got[key], expected[key], f"{what}, {key}")
 

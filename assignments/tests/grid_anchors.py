@@ -3,12 +3,14 @@
 
 Expected values: anchors worked out by hand, and torchvision's AnchorGenerator on the same feature sizes.
 """
+
 import torch
 from otter.test_files import test_case
 from torchvision.models.detection.anchor_utils import AnchorGenerator as TvAnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 
-from fpnlab import anchors, units
+from fpnlab import grading as units
+from fpnlab.model import anchors
 
 OK_FORMAT = False
 name = "grid_anchors"

@@ -2,13 +2,16 @@
 
 Expected values: overlaps worked out by hand, and torchvision.ops.box_iou.
 """
+
 from functools import partial
 
 import torch
 import torchvision
 from otter.test_files import test_case
 
-from fpnlab import boxes, case_inputs, units
+from fpnlab import grading as units
+from fpnlab.grading import case_inputs
+from fpnlab.model import boxes
 
 OK_FORMAT = False
 name = "iou"
@@ -54,8 +57,9 @@ def touching_nested_off_image():
     b = box_list([[4.0, 0.0, 6.0, 4.0], [1.0, 1.0, 2.0, 2.0], [-8.0, -8.0, -6.0, -6.0]])
     with units.checking("iou"):
         got = boxes._iou(a, b)
-    units.expect_close(got, torch.tensor([[0.0, 1 / 16, 0.0], [0.0, 0.0, 0.25]]), "IoU of touching, nested and "
-                       "off-image boxes")
+    units.expect_close(
+        got, torch.tensor([[0.0, 1 / 16, 0.0], [0.0, 0.0, 0.25]]), "IoU of touching, nested and off-image boxes"
+    )
 
 
 @test_case(name="no boxes on either side: (0, M) and (N, 0)", hidden=True)

@@ -2,13 +2,16 @@
 
 Expected values: kept indices worked out by hand, and torchvision.ops.nms.
 """
+
 from functools import partial
 
 import torch
 import torchvision
 from otter.test_files import test_case
 
-from fpnlab import boxes, case_inputs, units
+from fpnlab import grading as units
+from fpnlab.grading import case_inputs
+from fpnlab.model import boxes
 
 OK_FORMAT = False
 name = "nms"
@@ -26,8 +29,9 @@ def random_scores(n, seed, dtype=torch.float32):
 
 @test_case(name="by hand: a box overlapping a better one by IoU 0.68 > 0.5 goes, a far box stays")
 def by_hand():
-    given = torch.tensor([[1.0, 1.0, 11.0, 11.0], [0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]],
-                         device=units.DEVICE)
+    given = torch.tensor(
+        [[1.0, 1.0, 11.0, 11.0], [0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]], device=units.DEVICE
+    )
     scores = torch.tensor([0.8, 0.9, 0.7], device=units.DEVICE)
     with units.checking("nms"):
         got = boxes._nms_reference(given, scores, 0.5)
@@ -53,8 +57,10 @@ def float64_thresholds():
 
 @test_case(name="by hand: equal scores keep their input order", hidden=True)
 def ties():
-    given = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 30.0, 10.0], [0.0, 0.0, 10.0, 10.0],
-                          [1.0, 0.0, 11.0, 10.0]], device=units.DEVICE)
+    given = torch.tensor(
+        [[0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 30.0, 10.0], [0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 11.0, 10.0]],
+        device=units.DEVICE,
+    )
     scores = torch.full((4,), 0.5, device=units.DEVICE)
     with units.checking("nms"):
         got = boxes._nms_reference(given, scores, 0.5)

@@ -4,11 +4,13 @@ Expected values: torchvision's MultiScaleRoIAlign (FPN levels, Eq. 1 with the sa
 level), torchvision.ops.roi_align for a single level, and shapes worked out by hand. Eq. 1 (unit
 'assign_levels') is torchvision's while this unit is checked.
 """
+
 import torch
 from otter.test_files import test_case
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 
-from fpnlab import poolers, units
+from fpnlab import grading as units
+from fpnlab.model import poolers
 
 OK_FORMAT = False
 name = "pooler"
@@ -20,8 +22,10 @@ def pyramid(image_size, seed, dtype=torch.float32, channels=3, batch=2):
     """Random P2..P5 of a padded batch of `image_size`."""
     gen = torch.Generator().manual_seed(seed)
     height, width = image_size
-    return {name: torch.randn(batch, channels, height // 2 ** k, width // 2 ** k, generator=gen,
-                              dtype=dtype).to(units.DEVICE) for k, name in zip(range(2, 6), LEVELS)}
+    return {
+        name: torch.randn(batch, channels, height // 2**k, width // 2**k, generator=gen, dtype=dtype).to(units.DEVICE)
+        for k, name in zip(range(2, 6), LEVELS)
+    }
 
 
 def proposals(counts, image_size, seed, dtype=torch.float32):
@@ -54,8 +58,9 @@ def single_level():
     features = {"c4": pyramid((128, 192), seed=2)["p4"]}
     boxes = proposals([4, 3], (128, 192), seed=3)
     got = pool(poolers.MultiScaleRoIPooler(("c4",)), features, boxes, (128, 192))
-    rois = torch.cat([torch.cat([torch.full((len(b), 1), float(i), device=units.DEVICE), b], 1)
-                      for i, b in enumerate(boxes)])
+    rois = torch.cat(
+        [torch.cat([torch.full((len(b), 1), float(i), device=units.DEVICE), b], 1) for i, b in enumerate(boxes)]
+    )
     units.expect_close(got, roi_align(features["c4"], rois, 7, 1 / 16, 2), "pooled features of C4")
 
 

@@ -4,11 +4,13 @@ weighs. `roi_align_reference` (given) gathers the pixels with these weights.
 
 Expected values: a crop worked out by hand, and torchvision.ops.roi_align.
 """
+
 import torch
 import torchvision
 from otter.test_files import test_case
 
-from fpnlab import poolers, units
+from fpnlab import grading as units
+from fpnlab.model import poolers
 
 OK_FORMAT = False
 name = "roi_align"
@@ -68,12 +70,18 @@ def off_the_map_and_tiny():
     rois[:4, 1:] -= 20.0  # entirely to the top-left of the map
     rois[4:6, 1:] += 20.0  # past its bottom-right corner
     for args in ((4, 0.5, 2, False), (4, 0.5, 3, True)):
-        units.expect_close(align(features, rois, *args), torchvision_align(features, rois, *args),
-                           f"crops of off-map and tiny rois, aligned={args[3]}")
+        units.expect_close(
+            align(features, rois, *args),
+            torchvision_align(features, rois, *args),
+            f"crops of off-map and tiny rois, aligned={args[3]}",
+        )
 
 
 @test_case(name="no rois: a (0, C, 7, 7) result", hidden=True)
 def empty():
     features = torch.randn(1, 3, 5, 5, device=units.DEVICE)
-    units.expect_close(align(features, torch.zeros(0, 5, device=units.DEVICE), 7, 1.0, 2, False),
-                       torch.zeros(0, 3, 7, 7), "crops of no rois")
+    units.expect_close(
+        align(features, torch.zeros(0, 5, device=units.DEVICE), 7, 1.0, 2, False),
+        torch.zeros(0, 3, 7, 7),
+        "crops of no rois",
+    )

@@ -5,13 +5,15 @@ sampled ROIs.
 Expected values: losses worked out by hand, and torchvision's fastrcnn_loss (which takes regression
 targets for every ROI; the positives' are those of `regression_targets`, in order).
 """
+
 import math
 
 import torch
 from otter.test_files import test_case
 from torchvision.models.detection.roi_heads import fastrcnn_loss
 
-from fpnlab import poolers, roi_heads, units
+from fpnlab import grading as units
+from fpnlab.model import poolers, roi_heads
 
 OK_FORMAT = False
 name = "roi_loss"
@@ -19,8 +21,9 @@ points = 2
 
 
 def heads():
-    return roi_heads.RoIHeads(poolers.MultiScaleRoIPooler(), roi_heads.TwoMLPHead(4, 4),
-                              roi_heads.FastRCNNPredictor(4, 3))
+    return roi_heads.RoIHeads(
+        poolers.MultiScaleRoIPooler(), roi_heads.TwoMLPHead(4, 4), roi_heads.FastRCNNPredictor(4, 3)
+    )
 
 
 def losses(logits, deltas, labels, targets):
@@ -55,8 +58,12 @@ def compare(got, expected, what):
 
 @test_case(name="by hand: 2 ROIs, 3 classes, logits 0: log 3; one positive 1 px off in dx: (1 - 1/18) / 2")
 def by_hand():
-    got = losses(torch.zeros(2, 3, device=units.DEVICE), torch.zeros(2, 12, device=units.DEVICE),
-                 torch.tensor([2, 0], device=units.DEVICE), torch.tensor([[1.0, 0.0, 0.0, 0.0]], device=units.DEVICE))
+    got = losses(
+        torch.zeros(2, 3, device=units.DEVICE),
+        torch.zeros(2, 12, device=units.DEVICE),
+        torch.tensor([2, 0], device=units.DEVICE),
+        torch.tensor([[1.0, 0.0, 0.0, 0.0]], device=units.DEVICE),
+    )
     compare(got, (torch.tensor(math.log(3)), torch.tensor((1 - 1 / 18) / 2)), "two ROIs")
 
 

@@ -6,6 +6,7 @@ then compute_loss). The sample is made to hold every usable anchor (a batch larg
 that the losses do not depend on random draws; the matching, sampling and box coding the loss calls are
 torchvision's while this unit is checked.
 """
+
 import math
 
 import torch
@@ -14,8 +15,10 @@ from torchvision.models.detection import rpn as tv_rpn
 from torchvision.models.detection.anchor_utils import AnchorGenerator as TvAnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 
-from fpnlab import anchors as fpn_anchors
-from fpnlab import model_config, rpn, units
+from fpnlab import grading as units
+from fpnlab.model import anchors as fpn_anchors
+from fpnlab.model import config as model_config
+from fpnlab.model import rpn
 
 OK_FORMAT = False
 name = "rpn_loss"
@@ -29,8 +32,17 @@ def ours():
 
 
 def torchvision_losses(logits, deltas, anchors, targets):
-    theirs = tv_rpn.RegionProposalNetwork(TvAnchorGenerator(), tv_rpn.RPNHead(4, 3), 0.7, 0.3, EVERYTHING, 0.5,
-                                          dict(training=1, testing=1), dict(training=1, testing=1), 0.7).train()
+    theirs = tv_rpn.RegionProposalNetwork(
+        TvAnchorGenerator(),
+        tv_rpn.RPNHead(4, 3),
+        0.7,
+        0.3,
+        EVERYTHING,
+        0.5,
+        dict(training=1, testing=1),
+        dict(training=1, testing=1),
+        0.7,
+    ).train()
     labels, matched = theirs.assign_targets_to_anchors([anchors] * len(targets), targets)
     regression_targets = theirs.box_coder.encode(matched, [anchors] * len(targets))
     labels = [label.to(logits.dtype) for label in labels]  # torchvision makes them float32 whatever the logits
@@ -42,8 +54,9 @@ def problem(n_images, grid, seed, dtype=torch.float32, objects=3):
     anchors."""
     gen = torch.Generator().manual_seed(seed)
     height, width = grid
-    images = ImageList(torch.zeros(1, 3, 8 * height, 8 * width, dtype=dtype, device=units.DEVICE),
-                       [(8 * height, 8 * width)])
+    images = ImageList(
+        torch.zeros(1, 3, 8 * height, 8 * width, dtype=dtype, device=units.DEVICE), [(8 * height, 8 * width)]
+    )
     anchors = TvAnchorGenerator(((32,),), ((0.5, 1.0, 2.0),))(images, [images.tensors[:, :1, :height, :width]])[0]
     logits = torch.randn(n_images, len(anchors), generator=gen, dtype=dtype).to(units.DEVICE)
     deltas = (torch.randn(n_images, len(anchors), 4, generator=gen, dtype=dtype) * 0.3).to(units.DEVICE)
@@ -79,8 +92,11 @@ def by_hand():
 @test_case(name="two images (one without objects) on a 6 x 8 grid, against torchvision")
 def against_torchvision():
     logits, deltas, anchors, targets = problem(2, (6, 8), seed=0)
-    compare(losses(logits, deltas, anchors, targets), torchvision_losses(logits, deltas, anchors, targets),
-            "losses of 2 images")
+    compare(
+        losses(logits, deltas, anchors, targets),
+        torchvision_losses(logits, deltas, anchors, targets),
+        "losses of 2 images",
+    )
 
 
 @test_case(name="three images, a 5 x 9 grid, float64, and the gradients of both losses", hidden=True)
@@ -103,5 +119,8 @@ def float64_gradients():
 def no_objects():
     logits, deltas, anchors, _ = problem(2, (4, 4), seed=2)
     targets = [{"boxes": torch.zeros(0, 4, device=units.DEVICE)} for _ in range(2)]
-    compare(losses(logits, deltas, anchors, targets), torchvision_losses(logits, deltas, anchors, targets),
-            "losses without objects")
+    compare(
+        losses(logits, deltas, anchors, targets),
+        torchvision_losses(logits, deltas, anchors, targets),
+        "losses without objects",
+    )

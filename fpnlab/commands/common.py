@@ -1,10 +1,11 @@
 """Options several commands share, parsed one way."""
+
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from fpnlab.config import PRESETS, TrainConfig, get_preset
+from fpnlab.engine.presets import PRESETS, TrainConfig, get_preset
 from fpnlab.outputs import check_writable_folder
 from fpnlab.overrides import parse_set
 from fpnlab.results import results_dir, write_result
@@ -23,11 +24,18 @@ def positive_int(text: str) -> int:
 
 def add_settings(parser: argparse.ArgumentParser, default_preset: str = "cpu") -> None:
     """--preset and --set: a training preset and typed overrides of any of its values."""
-    parser.add_argument("--preset", default=default_preset,
-                        help=f"one of {', '.join(PRESETS)} (default {default_preset})")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a preset value, e.g. --set lr=0.01 --set model.norm=gn "
-                             "--set model.rpn.nms_thresh=0.6 (repeatable)")
+    parser.add_argument(
+        "--preset", default=default_preset, help=f"one of {', '.join(PRESETS)} (default {default_preset})"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a preset value, e.g. --set lr=0.01 --set model.norm=gn "
+        "--set model.rpn.nms_thresh=0.6 (repeatable)",
+    )
 
 
 def settings(args: argparse.Namespace, **extra: Any) -> TrainConfig:
@@ -36,8 +44,12 @@ def settings(args: argparse.Namespace, **extra: Any) -> TrainConfig:
 
 
 def add_result(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--result", default=None, metavar="NAME",
-                        help="record the figures in results/NAME.json (or $FPNLAB_RESULTS/NAME.json)")
+    parser.add_argument(
+        "--result",
+        default=None,
+        metavar="NAME",
+        help="record the figures in results/NAME.json (or $FPNLAB_RESULTS/NAME.json)",
+    )
 
 
 def check_result(args: argparse.Namespace) -> None:
@@ -52,5 +64,6 @@ def save_result(args: argparse.Namespace, record: dict[str, Any], device: Any) -
 
 
 def add_progress(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bars: one line when each phase starts and ends")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bars: one line when each phase starts and ends"
+    )

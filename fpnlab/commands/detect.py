@@ -6,28 +6,37 @@
 The default output goes to runs/detect/ (ignored by git), never next to the input, and no output
 path may be the input itself.
 """
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from fpnlab.checkpoint import DEMO_CHECKPOINT, load_model
-from fpnlab.detect import SCORE_THRESHOLD, detect, read_image, save_detections
-from fpnlab.distributed import resolve_device
+from fpnlab.data.images import read_image
+from fpnlab.engine.checkpoint import DEMO_CHECKPOINT, load_model
+from fpnlab.engine.distributed import resolve_device
+from fpnlab.engine.inference import SCORE_THRESHOLD, detect
 from fpnlab.errors import DataError
 from fpnlab.outputs import check_output_file
+from fpnlab.plots import save_detections
 
 DEFAULT_FOLDER = Path("runs") / "detect"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", type=Path, help="image file (JPEG, PNG, ...)")
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="checkpoint or exported model (default: the shipped demo model)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"PNG to write (default {DEFAULT_FOLDER}/IMAGE_NAME.png)")
-    parser.add_argument("--score-threshold", type=float, default=SCORE_THRESHOLD,
-                        help=f"draw detections scoring at least this (default {SCORE_THRESHOLD})")
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None, help="checkpoint or exported model (default: the shipped demo model)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"PNG to write (default {DEFAULT_FOLDER}/IMAGE_NAME.png)"
+    )
+    parser.add_argument(
+        "--score-threshold",
+        type=float,
+        default=SCORE_THRESHOLD,
+        help=f"draw detections scoring at least this (default {SCORE_THRESHOLD})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"image file {args.image}: {err}") from None
     save_detections(image, detections, model.categories, out)
     names = [model.categories[int(label) - 1] for label in detections["labels"]]
-    print(f"{out}: {len(names)} detection(s) scoring >= {args.score_threshold}"
-          + (f" ({', '.join(sorted(set(names)))})" if names else "") + (f"; image {note}" if note else ""))
+    print(
+        f"{out}: {len(names)} detection(s) scoring >= {args.score_threshold}"
+        + (f" ({', '.join(sorted(set(names)))})" if names else "")
+        + (f"; image {note}" if note else "")
+    )
     return 0

@@ -1,4 +1,5 @@
 """`fpnlab download pennfudan`: download (resuming), check and convert a small real dataset."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,12 +13,17 @@ from fpnlab.data.synthetic import SPLITS
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", choices=["pennfudan"], help="which dataset to download")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder for the archive and the converted dataset (default: $FPNLAB_DATA/pennfudan, "
-                             "else ~/.cache/fpnlab/pennfudan)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the archive and the converted dataset (default: $FPNLAB_DATA/pennfudan, "
+        "else ~/.cache/fpnlab/pennfudan)",
+    )
     parser.add_argument("--url", default=PENNFUDAN_URL, help="where to download the archive from")
-    parser.add_argument("--sha256", default=PENNFUDAN_SHA256,
-                        help="expected SHA-256 of the archive (verified if given)")
+    parser.add_argument(
+        "--sha256", default=PENNFUDAN_SHA256, help="expected SHA-256 of the archive (verified if given)"
+    )
     add_progress(parser)
 
 

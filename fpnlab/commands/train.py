@@ -1,4 +1,5 @@
 """`fpnlab train`: train a preset (or resume its run folder), then report, export and record it."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,22 +9,28 @@ from typing import Any
 
 import torch
 
-from fpnlab.checkpoint import export_model
 from fpnlab.commands.common import add_progress, add_result, add_settings, check_result, save_result, settings
-from fpnlab.config import TrainConfig
-from fpnlab.distributed import is_main_process, shutdown
-from fpnlab.evaluate import format_table
+from fpnlab.engine.checkpoint import export_model
+from fpnlab.engine.distributed import is_main_process, shutdown
+from fpnlab.engine.evaluate import format_table
+from fpnlab.engine.loop import TrainResult, train
+from fpnlab.engine.presets import TrainConfig
 from fpnlab.outputs import check_output_file
-from fpnlab.train import TrainResult, train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings(parser)
     parser.add_argument("--run-dir", type=Path, default=None, help="run folder (default runs/<preset>)")
-    parser.add_argument("--no-resume", action="store_true",
-                        help="refuse to continue a checkpoint already in the run folder")
-    parser.add_argument("--export", type=Path, default=None, metavar="PATH",
-                        help="also write the trained model, float16 and without training state, to PATH")
+    parser.add_argument(
+        "--no-resume", action="store_true", help="refuse to continue a checkpoint already in the run folder"
+    )
+    parser.add_argument(
+        "--export",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write the trained model, float16 and without training state, to PATH",
+    )
     add_result(parser)
     add_progress(parser)
 
@@ -62,7 +69,7 @@ def run_record(preset: str, cfg: TrainConfig, result: TrainResult, export: Path 
         "images_per_s": round(result.images_per_s, 2),
         "loss_first_tenth": {k: round(sum(r[k] for r in first) / len(first), 4) for k in terms},
         "loss_last_tenth": {k: round(sum(r[k] for r in last) / len(last), 4) for k in terms},
-        "loss_curve": [[int(r["iteration"]), round(r["loss"], 4)] for r in history[::max(1, len(history) // 20)]],
+        "loss_curve": [[int(r["iteration"]), round(r["loss"], 4)] for r in history[:: max(1, len(history) // 20)]],
         "val_metrics": result.metrics,
         "cpu_threads": torch.get_num_threads(),
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],  # > cores: the CPU was shared

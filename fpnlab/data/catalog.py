@@ -9,6 +9,7 @@ Every dataset folder has the same layout, so one loader reads them all:
 then in the data cache ($FPNLAB_DATA, default ~/.cache/fpnlab), and otherwise regenerates it there with
 the same command that made the shipped copy (SHAPES_MINI_COMMAND).
 """
+
 from __future__ import annotations
 
 import os
@@ -16,22 +17,25 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataError
-from ..outputs import unused_name
-from .coco import CocoDetection, Transform
-from .generate import make_dataset
-from .synthetic import SPLITS
+from fpnlab.data.coco import CocoDetection, Transform
+from fpnlab.data.generate import make_dataset
+from fpnlab.data.synthetic import SPLITS
+from fpnlab.env import REPO
+from fpnlab.errors import DataError
+from fpnlab.outputs import unused_name
 
-REPO_DATA = Path(__file__).resolve().parent.parent.parent / "data"
+REPO_DATA = REPO / "data"
 # seed: the FPN paper's year. Objects up to 90% of the side, so that COCO's large bucket (>= 96 px) exists.
 SHAPES_MINI = {"n_train": 200, "n_val": 120, "size": 160, "seed": 2017, "max_side": 0.9}
-SHAPES_MINI_COMMAND = ("fpnlab make-data --out data/shapes-mini --train 200 --val 120 --size 160 --max-side 0.9 "
-                       "--seed 2017")
+SHAPES_MINI_COMMAND = (
+    "fpnlab make-data --out data/shapes-mini --train 200 --val 120 --size 160 --max-side 0.9 --seed 2017"
+)
 
 
 @dataclass(frozen=True)
 class DatasetPaths:
     """The five paths of a dataset folder."""
+
     root: Path
     train_images: Path
     train_json: Path
@@ -44,8 +48,9 @@ class DatasetPaths:
         return cls(root, root / "train", root / "train.json", root / "val", root / "val.json")
 
     def complete(self) -> bool:
-        return all(p.is_file() for p in (self.train_json, self.val_json)) and \
-            all(p.is_dir() for p in (self.train_images, self.val_images))
+        return all(p.is_file() for p in (self.train_json, self.val_json)) and all(
+            p.is_dir() for p in (self.train_images, self.val_images)
+        )
 
     def split(self, split: str) -> tuple[Path, Path]:
         """(image folder, annotation file) of "train" or "val"."""
@@ -74,8 +79,9 @@ def shapes_mini(progress: bool = True) -> DatasetPaths:
     return DatasetPaths.at(target)
 
 
-def load_split(dataset: str | Path = "shapes-mini", split: str = "train",
-               transforms: Transform | None = None) -> CocoDetection:
+def load_split(
+    dataset: str | Path = "shapes-mini", split: str = "train", transforms: Transform | None = None
+) -> CocoDetection:
     """A split of "shapes-mini", of "pennfudan" (after `fpnlab download pennfudan`) or of a dataset folder."""
     if dataset == "shapes-mini":
         paths = shapes_mini()
@@ -86,7 +92,9 @@ def load_split(dataset: str | Path = "shapes-mini", split: str = "train",
     elif Path(dataset).is_dir():
         paths = DatasetPaths.at(dataset)
     else:
-        raise DataError(f"dataset {str(dataset)!r} is neither 'shapes-mini', 'pennfudan' nor a folder "
-                        "holding train/, train.json, val/ and val.json (a synthetic one is made by "
-                        f"`fpnlab make-data --out {dataset}`).")
+        raise DataError(
+            f"dataset {str(dataset)!r} is neither 'shapes-mini', 'pennfudan' nor a folder "
+            "holding train/, train.json, val/ and val.json (a synthetic one is made by "
+            f"`fpnlab make-data --out {dataset}`)."
+        )
     return CocoDetection(*paths.split(split), transforms=transforms)

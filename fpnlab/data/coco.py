@@ -18,6 +18,7 @@ Design
   are dropped, with one warning per dataset that counts them.
 * Nothing is ever written into the dataset's folders.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,18 +27,19 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from PIL import Image
 from pycocotools.coco import COCO
 from torch import Tensor
 
-from ..boxes import xywh_to_xyxy
-from ..errors import DataError
-from .images import open_image
-from .transforms import ToTensor
+from fpnlab.data.images import open_image
+from fpnlab.data.transforms import ToTensor
+from fpnlab.errors import DataError
+from fpnlab.model.boxes import xywh_to_xyxy
 
 MAX_COORDINATE = 100_000  # pixels: a box coordinate beyond this is a broken file, not a large image
 # COCOeval's size buckets, on an annotation's `area` (pixels).
@@ -57,19 +59,26 @@ Transform = Callable[[Tensor, Target], tuple[Tensor, Target]]
 def size_bucket_shares(annotations: list[dict[str, Any]]) -> dict[str, float]:
     """Fraction of annotations in each COCO size bucket, by their `area` field (as COCOeval buckets them)."""
     areas = [ann["area"] for ann in annotations]
-    return {name: sum(low <= a < high for a in areas) / max(len(areas), 1)
-            for name, (low, high) in AREA_RANGES.items()}
+    return {name: sum(low <= a < high for a in areas) / max(len(areas), 1) for name, (low, high) in AREA_RANGES.items()}
 
 
 # --- checking the JSON --------------------------------------------------------------------------
+
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _type_name(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-             float: "a number", type(None): "null"}
+    names = {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -98,21 +107,24 @@ def _check_image_sizes(data: dict[str, Any], path: Path) -> None:
         for field in ("width", "height"):
             value = image.get(field)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise DataError(f"{path}: images[{i}]['{field}'] should be a whole number of pixels >= 1 "
-                                f"but is {value!r}.")
+                raise DataError(
+                    f"{path}: images[{i}]['{field}'] should be a whole number of pixels >= 1 but is {value!r}."
+                )
 
 
 def _check_box(ann: dict[str, Any], image: dict[str, Any], where: str) -> None:
     """4 finite numbers [x, y, w, h] within MAX_COORDINATE pixels, and not entirely outside the image."""
     box = ann["bbox"]
     if len(box) != 4 or not all(_is_number(v) and abs(v) <= MAX_COORDINATE for v in box):
-        raise DataError(f"{where} has bbox {box!r}; it should be 4 numbers [x, y, width, height] within "
-                        f"{MAX_COORDINATE:,} pixels.")
+        raise DataError(
+            f"{where} has bbox {box!r}; it should be 4 numbers [x, y, width, height] within {MAX_COORDINATE:,} pixels."
+        )
     x, y, w, h = box
     width, height = image.get("width"), image.get("height")
     if width is not None and height is not None and (x >= width or y >= height or x + w <= 0 or y + h <= 0):
-        raise DataError(f"{where} has bbox {box!r}, which lies entirely outside its {width}x{height} image "
-                        f"(id {image['id']}).")
+        raise DataError(
+            f"{where} has bbox {box!r}, which lies entirely outside its {width}x{height} image (id {image['id']})."
+        )
 
 
 def _check_annotation_values(data: dict[str, Any], path: Path) -> None:
@@ -144,14 +156,15 @@ def read_coco_json(path: str | Path) -> dict[str, Any]:
     except RecursionError:
         raise DataError(f"annotation file {path} is nested too deeply to be COCO annotations.") from None
     if not isinstance(data, dict):
-        raise DataError(f"annotation file {path} is not COCO: its top level is {_type_name(data)}, "
-                        "not an object with 'images', 'annotations' and 'categories'.")
+        raise DataError(
+            f"annotation file {path} is not COCO: its top level is {_type_name(data)}, "
+            "not an object with 'images', 'annotations' and 'categories'."
+        )
     for section in REQUIRED_FIELDS:
         if section not in data:
             raise DataError(f"annotation file {path} is not COCO: it has no '{section}' list.")
         if not isinstance(data[section], list):
-            raise DataError(f"annotation file {path}: '{section}' should be a list but is "
-                            f"{_type_name(data[section])}.")
+            raise DataError(f"annotation file {path}: '{section}' should be a list but is {_type_name(data[section])}.")
     if not data["categories"]:
         raise DataError(f"annotation file {path} has an empty 'categories' list.")
     _check_records(data, path)
@@ -177,6 +190,7 @@ def _coco_index(data: dict[str, Any]) -> COCO:
 
 
 # --- the dataset --------------------------------------------------------------------------------
+
 
 class CocoDetection(torch.utils.data.Dataset):
     """Images and detection targets from a COCO JSON (`ann_file`) and an image folder (`image_dir`).
@@ -209,13 +223,13 @@ class CocoDetection(torch.utils.data.Dataset):
             targets[image_id] = {
                 "boxes": xywh_to_xyxy(xywh[keep]),  # (N, 4)
                 "labels": torch.tensor([cat_to_label[a["category_id"]] for a in kept], dtype=torch.int64),
-                "area": torch.tensor([a.get("area", a["bbox"][2] * a["bbox"][3]) for a in kept],
-                                     dtype=torch.float32),
+                "area": torch.tensor([a.get("area", a["bbox"][2] * a["bbox"][3]) for a in kept], dtype=torch.float32),
                 "iscrowd": torch.zeros(len(kept), dtype=torch.int64),
             }
         if dropped:
-            warnings.warn(f"{self.ann_file}: dropped {dropped} box(es) with zero or negative width or height.",
-                          stacklevel=3)
+            warnings.warn(
+                f"{self.ann_file}: dropped {dropped} box(es) with zero or negative width or height.", stacklevel=3
+            )
         return targets
 
     def __len__(self) -> int:
@@ -232,8 +246,10 @@ class CocoDetection(torch.utils.data.Dataset):
         image = open_image(path, listed_in=self.ann_file)
         expected = (info.get("width", image.width), info.get("height", image.height))
         if image.size != expected:
-            raise DataError(f"image file {path} is {image.width}x{image.height} pixels but {self.ann_file} "
-                            f"says {expected[0]}x{expected[1]}.")
+            raise DataError(
+                f"image file {path} is {image.width}x{image.height} pixels but {self.ann_file} "
+                f"says {expected[0]}x{expected[1]}."
+            )
         return image
 
     def __getitem__(self, idx: int) -> tuple[Tensor, Target]:
@@ -246,8 +262,7 @@ class CocoDetection(torch.utils.data.Dataset):
         return image, target
 
     def __repr__(self) -> str:
-        return (f"CocoDetection({len(self)} images, {self.num_classes - 1} classes, "
-                f"ann_file={str(self.ann_file)!r})")
+        return f"CocoDetection({len(self)} images, {self.num_classes - 1} classes, ann_file={str(self.ann_file)!r})"
 
 
 def collate_fn(batch: list[tuple[Tensor, Target]]) -> tuple[list[Tensor], list[Target]]:

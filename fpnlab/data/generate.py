@@ -7,6 +7,7 @@ written first that lists what is being made. A folder holding anything else is r
 here before is replaced only with `overwrite=True`, and then only the files make-data made are deleted.
 The bytes do not depend on the number of worker processes (synthetic.render_image is a pure function).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,10 +19,10 @@ from typing import Any
 
 from PIL import Image
 
-from ..errors import FpnlabError
-from ..runlog import phase
-from .coco import write_coco_json
-from .synthetic import CATEGORIES, JPEG_QUALITY, MAX_SIDE_FRACTION, SPLITS, coco_annotation, render_image
+from fpnlab.data.coco import write_coco_json
+from fpnlab.data.synthetic import CATEGORIES, JPEG_QUALITY, MAX_SIDE_FRACTION, SPLITS, coco_annotation, render_image
+from fpnlab.errors import FpnlabError
+from fpnlab.progress import phase
 
 CATEGORY_RECORDS = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CATEGORIES)]
 DESCRIPTION = "fpnlab synthetic multi-scale shapes"  # info.description of the COCO files make-data writes
@@ -60,8 +61,11 @@ def files_made_here(out: Path) -> set[Path] | None:
     if marker.is_file():
         with contextlib.suppress(ValueError, KeyError, TypeError):
             counts = json.loads(marker.read_text())["images"]
-            return {marker, *(out / f"{split}.json" for split in SPLITS),
-                    *(out / split / image_name(i) for split in SPLITS for i in range(int(counts[split])))}
+            return {
+                marker,
+                *(out / f"{split}.json" for split in SPLITS),
+                *(out / split / image_name(i) for split in SPLITS for i in range(int(counts[split]))),
+            }
     made = set()
     for split in SPLITS:
         path = out / f"{split}.json"
@@ -86,22 +90,35 @@ def prepare_target(out: Path, overwrite: bool) -> None:
         return
     made = files_made_here(out)
     if made is None:
-        raise FpnlabError(f"--out {out} is not empty and holds no dataset made by `fpnlab make-data`; pick an "
-                          "empty or new folder (nothing in it was changed).")
+        raise FpnlabError(
+            f"--out {out} is not empty and holds no dataset made by `fpnlab make-data`; pick an "
+            "empty or new folder (nothing in it was changed)."
+        )
     if not overwrite:
-        raise FpnlabError(f"--out {out} already holds a dataset made by `fpnlab make-data`; pass --overwrite to "
-                          "replace it.")
+        raise FpnlabError(
+            f"--out {out} already holds a dataset made by `fpnlab make-data`; pass --overwrite to replace it."
+        )
     foreign = sorted(present - made)
     if foreign:
-        raise FpnlabError(f"--out {out} also holds {len(foreign)} file(s) make-data did not make (e.g. "
-                          f"{foreign[0]}); move them elsewhere first (nothing was deleted).")
+        raise FpnlabError(
+            f"--out {out} also holds {len(foreign)} file(s) make-data did not make (e.g. "
+            f"{foreign[0]}); move them elsewhere first (nothing was deleted)."
+        )
     for path in present:
         path.unlink()
 
 
-def make_dataset(out_dir: str | Path, n_train: int, n_val: int, size: int = 512, seed: int = 0,
-                 workers: int | None = None, progress: bool = True, overwrite: bool = False,
-                 max_side: float = MAX_SIDE_FRACTION) -> Path:
+def make_dataset(
+    out_dir: str | Path,
+    n_train: int,
+    n_val: int,
+    size: int = 512,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    max_side: float = MAX_SIDE_FRACTION,
+) -> Path:
     """Write `DIR/{train,val}/*.jpg` and `DIR/{train,val}.json` (COCO); return DIR.
 
     `workers` processes render images in parallel (default: every core); the bytes written do not
@@ -129,8 +146,10 @@ def make_dataset(out_dir: str | Path, n_train: int, n_val: int, size: int = 512,
                     annotations += [{"id": first + i, "image_id": image["id"], **ann} for i, ann in enumerate(anns)]
                     bar.update()
             info = {"description": DESCRIPTION, "split": split, "seed": seed, "image_size": size, "max_side": max_side}
-            write_coco_json(out / f"{split}.json", {"info": info, "images": images, "annotations": annotations,
-                                                "categories": CATEGORY_RECORDS})
+            write_coco_json(
+                out / f"{split}.json",
+                {"info": info, "images": images, "annotations": annotations, "categories": CATEGORY_RECORDS},
+            )
     finally:
         if pool is not None:
             pool.terminate()

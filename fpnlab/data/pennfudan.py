@@ -10,6 +10,7 @@
    becomes one COCO annotation with an RLE mask, its box and its area (pycocotools.mask), category
    1 = "person". The result has the shapes-mini layout, so `load_split(OUT)` reads it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,9 +28,9 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from tqdm.auto import tqdm
 
-from ..errors import DataError
-from .catalog import DatasetPaths, cache_dir
-from .coco import write_coco_json
+from fpnlab.data.catalog import DatasetPaths, cache_dir
+from fpnlab.data.coco import write_coco_json
+from fpnlab.errors import DataError
 
 PENNFUDAN_URL = "https://www.cis.upenn.edu/~jshi/ped_html/PennFudanPed.zip"
 # The archive's SHA-256 is not recorded here: it could not be fetched when this module was written, and a
@@ -42,6 +43,7 @@ CHUNK_BYTES = 1 << 20
 
 
 # --- download -----------------------------------------------------------------------------------
+
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -70,18 +72,20 @@ def _fetch(url: str, part: Path, progress: bool) -> None:
         start = start if resumed else 0  # a plain 200 answer (or a file:// URL) sends everything again
         length = response.headers.get("Content-Length")
         total = start + int(length) if length else None
-        with open(part, "ab" if resumed else "wb") as f, tqdm(
-                total=total, initial=start, unit="B", unit_scale=True, desc=part.name, disable=not progress) as bar:
+        with (
+            open(part, "ab" if resumed else "wb") as f,
+            tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=part.name, disable=not progress) as bar,
+        ):
             try:
                 for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
                     f.write(chunk)
                     bar.update(len(chunk))
             except (OSError, http.client.HTTPException) as err:
-                raise DataError(f"downloading {url} was interrupted ({err}); run again to resume from {part}.") \
-                    from err
+                raise DataError(f"downloading {url} was interrupted ({err}); run again to resume from {part}.") from err
     if total is not None and part.stat().st_size != total:
-        raise DataError(f"downloading {url} stopped after {part.stat().st_size} of {total} bytes; "
-                        f"run again to resume from {part}.")
+        raise DataError(
+            f"downloading {url} stopped after {part.stat().st_size} of {total} bytes; run again to resume from {part}."
+        )
 
 
 def download(url: str, dest: str | Path, sha256: str | None = None, progress: bool = True) -> str:
@@ -95,25 +99,30 @@ def download(url: str, dest: str | Path, sha256: str | None = None, progress: bo
     digest = file_sha256(dest)
     if sha256 is not None and digest != sha256.lower():
         dest.unlink()  # corrupt or not the expected file: the next run downloads afresh
-        raise DataError(f"{dest} downloaded from {url} has SHA-256 {digest}, expected {sha256}; "
-                        "the file was deleted, run again to download it afresh.")
+        raise DataError(
+            f"{dest} downloaded from {url} has SHA-256 {digest}, expected {sha256}; "
+            "the file was deleted, run again to download it afresh."
+        )
     return digest
 
 
 # --- conversion ---------------------------------------------------------------------------------
+
 
 def mask_annotations(mask: np.ndarray) -> list[dict[str, Any]]:
     """One COCO annotation (without ids) per instance of a (H, W) mask whose pixel value k > 0 is instance k."""
     annotations = []
     for instance in np.unique(mask[mask > 0]):
         rle = mask_utils.encode(np.asfortranarray(mask == instance, dtype=np.uint8))
-        annotations.append({
-            "category_id": 1,
-            "bbox": [float(v) for v in mask_utils.toBbox(rle)],  # [x, y, w, h] of the mask's pixels
-            "area": float(mask_utils.area(rle)),
-            "iscrowd": 0,
-            "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
-        })
+        annotations.append(
+            {
+                "category_id": 1,
+                "bbox": [float(v) for v in mask_utils.toBbox(rle)],  # [x, y, w, h] of the mask's pixels
+                "area": float(mask_utils.area(rle)),
+                "iscrowd": 0,
+                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
+            }
+        )
     return annotations
 
 
@@ -147,17 +156,34 @@ def convert(archive: str | Path, out: str | Path, val_fraction: float = VAL_FRAC
                 image_id = members.index(member) + 1  # unique across both splits
                 mask = _read_mask(zf, archive, member)  # (H, W)
                 (folder / PurePosixPath(member).name).write_bytes(zf.read(member))
-                images.append({"id": image_id, "file_name": PurePosixPath(member).name,
-                               "width": mask.shape[1], "height": mask.shape[0]})
+                images.append(
+                    {
+                        "id": image_id,
+                        "file_name": PurePosixPath(member).name,
+                        "width": mask.shape[1],
+                        "height": mask.shape[0],
+                    }
+                )
                 for ann in mask_annotations(mask):
                     annotations.append({"id": len(annotations) + 1, "image_id": image_id, **ann})
-            write_coco_json(ann_file, {"info": {"description": "Penn-Fudan pedestrians", "split": split},
-                                       "images": images, "annotations": annotations, "categories": CATEGORIES})
+            write_coco_json(
+                ann_file,
+                {
+                    "info": {"description": "Penn-Fudan pedestrians", "split": split},
+                    "images": images,
+                    "annotations": annotations,
+                    "categories": CATEGORIES,
+                },
+            )
     return paths
 
 
-def download_pennfudan(out: str | Path | None = None, url: str = PENNFUDAN_URL,
-                       sha256: str | None = PENNFUDAN_SHA256, progress: bool = True) -> tuple[DatasetPaths, str]:
+def download_pennfudan(
+    out: str | Path | None = None,
+    url: str = PENNFUDAN_URL,
+    sha256: str | None = PENNFUDAN_SHA256,
+    progress: bool = True,
+) -> tuple[DatasetPaths, str]:
     """Download (or resume), check and convert Penn-Fudan into OUT (default: the data cache's pennfudan/).
 
     Returns the dataset paths and the archive's SHA-256.

@@ -29,6 +29,7 @@ Design
 * Backgrounds are cluttered on purpose: a colour gradient, low-frequency colour blotches, distractor
   strokes (lines and arcs, never closed shapes) and mild pixel noise. Images are saved as JPEG.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
-
 
 CATEGORIES = ("circle", "square", "triangle", "star", "ring", "cross")
 SPLITS = ("train", "val")
@@ -60,6 +60,7 @@ CROSS_HALF_WIDTH = 0.33
 
 # --- shapes -------------------------------------------------------------------------------------
 
+
 def unit_polygon(name: str) -> np.ndarray:
     """Outline of one shape class around the origin with radius ~1: (V, 2) as (x, y), y pointing down."""
     t = np.linspace(0.0, 2.0 * np.pi, CIRCLE_VERTICES, endpoint=False)
@@ -78,8 +79,23 @@ def unit_polygon(name: str) -> np.ndarray:
         return np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
     if name == "cross":
         w = CROSS_HALF_WIDTH
-        return np.array([[-w, -1], [w, -1], [w, -w], [1, -w], [1, w], [w, w],
-                         [w, 1], [-w, 1], [-w, w], [-1, w], [-1, -w], [-w, -w]], dtype=float)
+        return np.array(
+            [
+                [-w, -1],
+                [w, -1],
+                [w, -w],
+                [1, -w],
+                [1, w],
+                [w, w],
+                [w, 1],
+                [-w, 1],
+                [-w, w],
+                [-1, w],
+                [-1, -w],
+                [-w, -w],
+            ],
+            dtype=float,
+        )
     raise ValueError(f"unknown shape {name!r}; known shapes: {', '.join(CATEGORIES)}")
 
 
@@ -89,8 +105,9 @@ def polygon_area(poly: np.ndarray) -> float:
     return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2.0
 
 
-def sample_shape(rng: np.random.Generator, image_size: int,
-                 max_side: float = MAX_SIDE_FRACTION) -> tuple[int, np.ndarray]:
+def sample_shape(
+    rng: np.random.Generator, image_size: int, max_side: float = MAX_SIDE_FRACTION
+) -> tuple[int, np.ndarray]:
     """A random class and outline centred on the origin: (category index, (V, 2) polygon in pixels).
 
     The box side is at most `max_side` x image_size."""
@@ -113,13 +130,13 @@ def sample_shape(rng: np.random.Generator, image_size: int,
 
 # --- drawing ------------------------------------------------------------------------------------
 
+
 def luminance(rgb: np.ndarray) -> np.ndarray:
     """Perceived brightness of (..., 3) colours in [0, 1] (ITU-R BT.601 weights)."""
     return rgb @ np.array([0.299, 0.587, 0.114], dtype=rgb.dtype)
 
 
-def random_colour(rng: np.random.Generator, saturation: tuple[float, float],
-                  value: tuple[float, float]) -> np.ndarray:
+def random_colour(rng: np.random.Generator, saturation: tuple[float, float], value: tuple[float, float]) -> np.ndarray:
     """A colour with random hue and saturation/value in the given ranges: (3,) float32 RGB in [0, 1]."""
     h, s, v = rng.uniform(0, 1), rng.uniform(*saturation), rng.uniform(*value)
     rgb = np.array(Image.new("HSV", (1, 1), (int(h * 255), int(s * 255), int(v * 255))).convert("RGB"))
@@ -139,8 +156,7 @@ def contrasting_colour(rng: np.random.Generator, under: float) -> np.ndarray:
     return best
 
 
-def texture(rng: np.random.Generator, colour: np.ndarray, height: int, width: int,
-            solid: bool) -> np.ndarray:
+def texture(rng: np.random.Generator, colour: np.ndarray, height: int, width: int, solid: bool) -> np.ndarray:
     """Fill pattern for an object's box: solid, stripes, checks or a gradient. (h, w, 3) float32."""
     style = "solid" if solid else rng.choice(["solid", "stripes", "checks", "gradient"])
     if style == "solid":
@@ -208,8 +224,9 @@ def draw_distractors(rng: np.random.Generator, draw: ImageDraw.ImageDraw, size: 
             draw.arc([x - r, y - r, x + r, y + r], start, start + rng.uniform(30, 270), fill=colour, width=width)
 
 
-def place(rng: np.random.Generator, poly: np.ndarray, owner: np.ndarray, visible: np.ndarray,
-          full: np.ndarray) -> tuple[np.ndarray, tuple[slice, slice], np.ndarray, np.ndarray] | None:
+def place(
+    rng: np.random.Generator, poly: np.ndarray, owner: np.ndarray, visible: np.ndarray, full: np.ndarray
+) -> tuple[np.ndarray, tuple[slice, slice], np.ndarray, np.ndarray] | None:
     """Find a position where the shape hides at most 40% of any object already drawn.
 
     `owner` (S, S) holds the index of the object on top at each pixel (-1: background); `visible` and
@@ -231,8 +248,9 @@ def place(rng: np.random.Generator, poly: np.ndarray, owner: np.ndarray, visible
     return None
 
 
-def render_image(seed: int, split: str, index: int, size: int,
-                 max_side: float = MAX_SIDE_FRACTION) -> tuple[np.ndarray, list[dict[str, Any]]]:
+def render_image(
+    seed: int, split: str, index: int, size: int, max_side: float = MAX_SIDE_FRACTION
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """One image and its objects, a pure function of its arguments.
 
     Returns the image (S, S, 3) uint8 and, in drawing order, one dict per object with `category` (index
@@ -267,6 +285,7 @@ def render_image(seed: int, split: str, index: int, size: int,
 
 
 # --- COCO files ---------------------------------------------------------------------------------
+
 
 def coco_annotation(obj: dict[str, Any]) -> dict[str, Any]:
     """COCO fields of one drawn object (amodal: bbox and area of the whole polygon); ids are added later."""

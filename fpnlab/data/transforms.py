@@ -3,16 +3,18 @@
 `image` is a float tensor (3, H, W) in [0, 1] (ToTensor makes one from a PIL image); `target["boxes"]` is
 (N, 4) xyxy in pixels. `target["area"]`, when present, is rescaled with the image.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from .images import to_tensor
+from fpnlab.data.images import to_tensor
 
 Target = dict[str, Any]
 
@@ -55,8 +57,10 @@ class RandomHorizontalFlip:
             return image, target
         width = image.shape[-1]
         boxes = target["boxes"]  # (N, 4)
-        target = {**target, "boxes": torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0],
-                                                  boxes[:, 3]], dim=1)}
+        target = {
+            **target,
+            "boxes": torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1),
+        }
         return image.flip(-1), target
 
     def __repr__(self) -> str:
@@ -76,8 +80,9 @@ class ResizeShorterSide:
         height, width = image.shape[-2:]
         scale = min(self.min_size / min(height, width), self.max_size / max(height, width))
         new_height, new_width = round(height * scale), round(width * scale)
-        image = F.interpolate(image[None], size=(new_height, new_width), mode="bilinear",
-                              align_corners=False, antialias=True)[0]  # (3, H', W')
+        image = F.interpolate(
+            image[None], size=(new_height, new_width), mode="bilinear", align_corners=False, antialias=True
+        )[0]  # (3, H', W')
         sx, sy = new_width / width, new_height / height
         target = {**target, "boxes": target["boxes"] * torch.tensor([sx, sy, sx, sy])}
         if "area" in target:

@@ -9,17 +9,55 @@ The numbers come from the stage modules; these functions only draw.
     data       image grids with boxes, object sizes by COCO bucket
     pyramid    feature maps by level, the pyramid, ROIs per level
     rpn        anchors, best IoU per object, objectness maps, before/after panels, anchor labels, refinement
-    results    loss curves, metric bars, ablations beside the paper, detection galleries
+    results    loss curves, metric bars, ablations beside the paper, detection galleries, save_detections
 """
-from fpnlab.plots.base import (LEVEL_COLORS, category_color, draw_boxes, feature_image, image_panels, new_figure,
-                               show_image, to_numpy_image)
+
+from fpnlab.plots.base import (
+    LEVEL_COLORS,
+    category_color,
+    draw_boxes,
+    feature_image,
+    image_panels,
+    new_figure,
+    show_image,
+    to_numpy_image,
+)
 from fpnlab.plots.data import image_grid, size_histogram
 from fpnlab.plots.pyramid import draw_pyramid, feature_grid, level_histogram, pyramid_figure
-from fpnlab.plots.results import ablation_bars, detection_gallery, loss_curves, metrics_bars
-from fpnlab.plots.rpn import (anchor_iou_scatter, anchor_labels, anchors_figure, boxes_panels, objectness_maps,
-                              refinement)
+from fpnlab.plots.results import ablation_bars, detection_gallery, loss_curves, metrics_bars, save_detections
+from fpnlab.plots.rpn import (
+    anchor_iou_scatter,
+    anchor_labels,
+    anchors_figure,
+    boxes_panels,
+    objectness_maps,
+    refinement,
+)
 
-__all__ = ["LEVEL_COLORS", "ablation_bars", "anchor_iou_scatter", "anchor_labels", "anchors_figure", "boxes_panels", "category_color",
-           "detection_gallery", "draw_boxes", "draw_pyramid", "feature_grid", "feature_image", "image_grid",
-           "image_panels", "level_histogram", "loss_curves", "metrics_bars", "new_figure", "objectness_maps",
-           "pyramid_figure", "refinement", "show_image", "size_histogram", "to_numpy_image"]
+__all__ = [
+    "LEVEL_COLORS",
+    "ablation_bars",
+    "anchor_iou_scatter",
+    "anchor_labels",
+    "anchors_figure",
+    "boxes_panels",
+    "category_color",
+    "detection_gallery",
+    "draw_boxes",
+    "draw_pyramid",
+    "feature_grid",
+    "feature_image",
+    "image_grid",
+    "image_panels",
+    "level_histogram",
+    "loss_curves",
+    "metrics_bars",
+    "new_figure",
+    "objectness_maps",
+    "pyramid_figure",
+    "refinement",
+    "save_detections",
+    "show_image",
+    "size_histogram",
+    "to_numpy_image",
+]

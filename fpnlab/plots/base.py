@@ -1,4 +1,5 @@
 """Building blocks of every figure: a figure of panels, an image, boxes, a feature map as an image, colours."""
+
 from __future__ import annotations
 
 import math
@@ -16,14 +17,23 @@ from fpnlab.data.coco import AREA_RANGES
 
 COCO_SIZE_NAMES = tuple(AREA_RANGES)  # small, medium, large
 COCO_SIZE_EDGES = tuple(math.sqrt(high) for _, high in list(AREA_RANGES.values())[:-1])  # sqrt(area): 32, 96
-LEVEL_COLORS = {"p2": "tab:blue", "p3": "tab:orange", "p4": "tab:green", "p5": "tab:red", "p6": "tab:purple",
-                "c2": "tab:blue", "c3": "tab:orange", "c4": "tab:green", "c5": "tab:red"}
+LEVEL_COLORS = {
+    "p2": "tab:blue",
+    "p3": "tab:orange",
+    "p4": "tab:green",
+    "p5": "tab:red",
+    "p6": "tab:purple",
+    "c2": "tab:blue",
+    "c3": "tab:orange",
+    "c4": "tab:green",
+    "c5": "tab:red",
+}
 OURS_COLOR, PAPER_COLOR = "tab:blue", "0.7"
 
 
-
-def new_figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (4.0, 4.0),
-               **kwargs: Any) -> tuple[Figure, np.ndarray]:
+def new_figure(
+    nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (4.0, 4.0), **kwargs: Any
+) -> tuple[Figure, np.ndarray]:
     """A constrained-layout Figure of nrows x ncols axes, each `size` inches: (figure, 2-D array of axes)."""
     fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kwargs)
@@ -55,24 +65,39 @@ def category_color(label: int) -> Any:
     return colormaps["tab10"]((int(label) - 1) % 10)
 
 
-def draw_boxes(ax: Axes, boxes: Tensor, labels: Tensor | None = None, scores: Tensor | None = None,
-               categories: Sequence[str] | None = None, color: Any = None, linewidth: float = 1.5,
-               linestyle: str = "-") -> None:
+def draw_boxes(
+    ax: Axes,
+    boxes: Tensor,
+    labels: Tensor | None = None,
+    scores: Tensor | None = None,
+    categories: Sequence[str] | None = None,
+    color: Any = None,
+    linewidth: float = 1.5,
+    linestyle: str = "-",
+) -> None:
     """Draw (N, 4) xyxy boxes; coloured by label unless `color`; captions "name 0.93" when known."""
     boxes = boxes.detach().cpu()
     for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
         label = int(labels[i]) if labels is not None else None
         c = color if color is not None else (category_color(label) if label is not None else "yellow")
-        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=c, linewidth=linewidth,
-                               linestyle=linestyle))
+        ax.add_patch(
+            Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=c, linewidth=linewidth, linestyle=linestyle)
+        )
         caption = []
         if label is not None and categories is not None:
             caption.append(categories[label - 1])
         if scores is not None:
             caption.append(f"{float(scores[i]):.2f}")
         if caption:
-            ax.text(x1, y1, " ".join(caption), fontsize=7, color="white", va="bottom",
-                    bbox=dict(facecolor=c, edgecolor="none", pad=1, alpha=0.8))
+            ax.text(
+                x1,
+                y1,
+                " ".join(caption),
+                fontsize=7,
+                color="white",
+                va="bottom",
+                bbox=dict(facecolor=c, edgecolor="none", pad=1, alpha=0.8),
+            )
 
 
 def feature_image(feature: Tensor, channel: int | None = None) -> np.ndarray:

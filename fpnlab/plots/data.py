@@ -1,4 +1,5 @@
 """Figures of the data: image grids with their boxes, object sizes by COCO bucket."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -11,8 +12,14 @@ from torch import Tensor
 from fpnlab.plots.base import COCO_SIZE_EDGES, COCO_SIZE_NAMES, draw_boxes, image_panels, new_figure, show_image
 
 
-def image_grid(images: Sequence[Tensor], targets: Sequence[Mapping[str, Tensor]], categories: Sequence[str],
-               ncols: int = 4, size: float = 3.0, titles: Sequence[str] | None = None) -> Figure:
+def image_grid(
+    images: Sequence[Tensor],
+    targets: Sequence[Mapping[str, Tensor]],
+    categories: Sequence[str],
+    ncols: int = 4,
+    size: float = 3.0,
+    titles: Sequence[str] | None = None,
+) -> Figure:
     """Images with their ground-truth boxes, coloured and captioned by class."""
     fig, axes = image_panels(len(images), ncols, size)
     for i, ax in enumerate(axes):

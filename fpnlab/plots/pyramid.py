@@ -1,4 +1,5 @@
 """Figures of the pyramid: feature maps by level, the pyramid as slabs, ROIs per level."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -9,12 +10,17 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 from torch import Tensor
 
-from fpnlab.levels import level_number
+from fpnlab.model.levels import level_number
 from fpnlab.plots.base import LEVEL_COLORS, feature_image, new_figure, show_image
 
 
-def feature_grid(features: Mapping[str, Tensor], channel: int | None = None, image: Tensor | None = None,
-                 size: float = 2.6, title: str | None = None) -> Figure:
+def feature_grid(
+    features: Mapping[str, Tensor],
+    channel: int | None = None,
+    image: Tensor | None = None,
+    size: float = 2.6,
+    title: str | None = None,
+) -> Figure:
     """One panel per level (c2..c5 or p2..p6), each titled with its shape; optionally the image first.
 
     `channel=None` shows the mean absolute activation over channels, else that channel. Each panel keeps
@@ -36,8 +42,13 @@ def feature_grid(features: Mapping[str, Tensor], channel: int | None = None, ima
     return fig
 
 
-def draw_pyramid(ax: Axes, levels: Sequence[str] = ("p2", "p3", "p4", "p5"), highlight: str | None = None,
-                 shapes: Mapping[str, tuple[int, int]] | None = None, marker: float | None = None) -> None:
+def draw_pyramid(
+    ax: Axes,
+    levels: Sequence[str] = ("p2", "p3", "p4", "p5"),
+    highlight: str | None = None,
+    shapes: Mapping[str, tuple[int, int]] | None = None,
+    marker: float | None = None,
+) -> None:
     """The pyramid as stacked slabs, finest (widest) at the bottom; `highlight` is filled in its colour.
 
     `shapes` adds each level's H x W to its label; `marker` (a continuous level k, e.g. 3.4) draws an
@@ -45,29 +56,51 @@ def draw_pyramid(ax: Axes, levels: Sequence[str] = ("p2", "p3", "p4", "p5"), hig
     """
     n = len(levels)
     for i, name in enumerate(levels):
-        half = 1.0 - 0.7 * i / max(n - 1, 1)  # half width: 1 at the bottom, 0.3 at the top
-        chosen = name == highlight
-        ax.add_patch(Polygon([(-half, i), (half, i), (half * 0.9, i + 0.8), (-half * 0.9, i + 0.8)],
-                             closed=True, facecolor=LEVEL_COLORS.get(name, "0.5") if chosen else "0.92",
-                             edgecolor=LEVEL_COLORS.get(name, "k"), linewidth=3 if chosen else 1))
         label = f"{name.upper()}  stride {2 ** level_number(name)}"
         if shapes is not None and name in shapes:
             label += f"  {shapes[name][0]}x{shapes[name][1]}"
-        ax.text(0, i + 0.4, label, ha="center", va="center", fontsize=9,
-                fontweight="bold" if chosen else "normal", color="white" if chosen else "k")
+        draw_slab(ax, i, 1.0 - 0.7 * i / max(n - 1, 1), name, label, chosen=name == highlight)
     if marker is not None:
         first = level_number(levels[0])
         y = min(max(marker - first, -0.4), n + 0.2) + 0.4  # level k's slab is centred at height k - first + 0.4
-        ax.annotate(f"k = {marker:.2f}", xy=(1.05, y), xytext=(1.6, y), va="center", fontsize=9,
-                    arrowprops=dict(arrowstyle="->", color="k"))
+        ax.annotate(
+            f"k = {marker:.2f}",
+            xy=(1.05, y),
+            xytext=(1.6, y),
+            va="center",
+            fontsize=9,
+            arrowprops=dict(arrowstyle="->", color="k"),
+        )
     ax.set_xlim(-1.1, 2.3)
     ax.set_ylim(-0.6, n + 0.4)
     ax.set_axis_off()
 
 
-def pyramid_figure(levels: Sequence[str] = ("p2", "p3", "p4", "p5"), highlight: str | None = None,
-                   shapes: Mapping[str, tuple[int, int]] | None = None, marker: float | None = None,
-                   title: str | None = None) -> Figure:
+def draw_slab(ax: Axes, i: int, half: float, name: str, label: str, chosen: bool) -> None:
+    """Slab `i` of the pyramid (height i..i + 0.8, half width `half`) with its label; filled when `chosen`."""
+    corners = [(-half, i), (half, i), (half * 0.9, i + 0.8), (-half * 0.9, i + 0.8)]
+    fill = LEVEL_COLORS.get(name, "0.5") if chosen else "0.92"
+    edge = LEVEL_COLORS.get(name, "k")
+    ax.add_patch(Polygon(corners, closed=True, facecolor=fill, edgecolor=edge, linewidth=3 if chosen else 1))
+    ax.text(
+        0,
+        i + 0.4,
+        label,
+        ha="center",
+        va="center",
+        fontsize=9,
+        fontweight="bold" if chosen else "normal",
+        color="white" if chosen else "k",
+    )
+
+
+def pyramid_figure(
+    levels: Sequence[str] = ("p2", "p3", "p4", "p5"),
+    highlight: str | None = None,
+    shapes: Mapping[str, tuple[int, int]] | None = None,
+    marker: float | None = None,
+    title: str | None = None,
+) -> Figure:
     fig, axes = new_figure(size=(4.5, 3.5))
     draw_pyramid(axes[0, 0], levels, highlight, shapes, marker)
     if title:

@@ -1,7 +1,10 @@
-"""Figures of training and results: loss curves, metric bars, ablations beside the paper, detection galleries."""
+"""Figures of training and results: loss curves, metric bars, ablations beside the paper, detection galleries, and
+one image's detections saved as a PNG (`fpnlab detect`)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,14 +13,19 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 from torch import Tensor
 
-from fpnlab.boxes import box_area
+from fpnlab.engine.recall import missed_objects
+from fpnlab.model.boxes import box_area
 from fpnlab.plots.base import COCO_SIZE_EDGES, OURS_COLOR, PAPER_COLOR, draw_boxes, image_panels, new_figure, show_image
-from fpnlab.recall import missed_objects
 
 
-def loss_curves(history: Mapping[str, Sequence[float]], x: str = "iteration", smooth: int = 1,
-                title: str = "Training losses", reference: Sequence[Sequence[float]] | None = None,
-                reference_label: str = "reference run") -> Figure:
+def loss_curves(
+    history: Mapping[str, Sequence[float]],
+    x: str = "iteration",
+    smooth: int = 1,
+    title: str = "Training losses",
+    reference: Sequence[Sequence[float]] | None = None,
+    reference_label: str = "reference run",
+) -> Figure:
     """One line per loss column of `history` (columns: x, then loss_*), optionally a running mean of `smooth`.
 
     `reference`: [(iteration, total loss), ...] of another run (e.g. a stored result), drawn on a panel of
@@ -32,7 +40,7 @@ def loss_curves(history: Mapping[str, Sequence[float]], x: str = "iteration", sm
         y = np.asarray(values, dtype=float)
         if smooth > 1 and len(y) >= smooth:
             y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
-        ax.plot(steps[len(steps) - len(y):], y, label=name, linewidth=2 if name == "loss" else 1.2)
+        ax.plot(steps[len(steps) - len(y) :], y, label=name, linewidth=2 if name == "loss" else 1.2)
     ax.set(xlabel=x, ylabel="loss", yscale="log", title=title)
     ax.legend(fontsize=8)
     if reference:
@@ -45,8 +53,9 @@ def loss_curves(history: Mapping[str, Sequence[float]], x: str = "iteration", sm
     return fig
 
 
-def metrics_bars(metrics: Mapping[str, float], keys: Sequence[str] | None = None, title: str = "COCO metrics",
-                 percent: bool = True) -> Figure:
+def metrics_bars(
+    metrics: Mapping[str, float], keys: Sequence[str] | None = None, title: str = "COCO metrics", percent: bool = True
+) -> Figure:
     """Bar chart of the chosen metrics (fractions in [0, 1] shown as percentages); pycocotools' -1 (no
     ground truth of that size) draws no bar."""
     keys = list(keys) if keys is not None else list(metrics)
@@ -61,9 +70,14 @@ def metrics_bars(metrics: Mapping[str, float], keys: Sequence[str] | None = None
     return fig
 
 
-def ablation_bars(summary: Mapping[str, Mapping[str, Any]], paper: Mapping[str, Mapping[str, float]] | None,
-                  metrics: Sequence[str], labels: Mapping[str, str] | None = None,
-                  title: str = "Ablation", percent: bool = True) -> Figure:
+def ablation_bars(
+    summary: Mapping[str, Mapping[str, Any]],
+    paper: Mapping[str, Mapping[str, float]] | None,
+    metrics: Sequence[str],
+    labels: Mapping[str, str] | None = None,
+    title: str = "Ablation",
+    percent: bool = True,
+) -> Figure:
     """Grouped bars: one panel per metric (e.g. AR_s, AR_m, AR_l), one group per variant, ours beside the paper's.
 
     `summary[variant][metric]` is a number or {"mean", "std"} (std drawn as an error bar); `paper[variant]
@@ -97,10 +111,16 @@ def _mean_std(value: Any, percent: bool) -> tuple[float, float]:
     return scale * float(value), 0.0
 
 
-def detection_gallery(images: Sequence[Tensor], detections: Sequence[Mapping[str, Tensor]],
-                      targets: Sequence[Mapping[str, Tensor]], categories: Sequence[str],
-                      score_thresh: float = 0.5, ncols: int = 3, size: float = 4.0,
-                      titles: Sequence[str] | None = None) -> Figure:
+def detection_gallery(
+    images: Sequence[Tensor],
+    detections: Sequence[Mapping[str, Tensor]],
+    targets: Sequence[Mapping[str, Tensor]],
+    categories: Sequence[str],
+    score_thresh: float = 0.5,
+    ncols: int = 3,
+    size: float = 4.0,
+    titles: Sequence[str] | None = None,
+) -> Figure:
     """Detections above `score_thresh` (solid, captioned) over the ground truth: found objects dashed white,
     missed ones (no detection with IoU >= 0.5) dashed red; small objects (area < 32^2) circled in cyan."""
     fig, axes = image_panels(len(images), ncols, size)
@@ -115,7 +135,27 @@ def detection_gallery(images: Sequence[Tensor], detections: Sequence[Mapping[str
         area = gt["area"] if "area" in gt else box_area(gt["boxes"].float())  # COCO buckets by annotation area
         small = torch.sqrt(area) < COCO_SIZE_EDGES[0]
         for x1, y1, x2, y2 in gt["boxes"][small].tolist():
-            ax.add_patch(Circle(((x1 + x2) / 2, (y1 + y2) / 2), 0.75 * max(x2 - x1, y2 - y1) + 3, fill=False,
-                                edgecolor="cyan", linewidth=1.0))
+            ax.add_patch(
+                Circle(
+                    ((x1 + x2) / 2, (y1 + y2) / 2),
+                    0.75 * max(x2 - x1, y2 - y1) + 3,
+                    fill=False,
+                    edgecolor="cyan",
+                    linewidth=1.0,
+                )
+            )
         draw_boxes(ax, det["boxes"][keep], det["labels"][keep], det["scores"][keep], categories)
     return fig
+
+
+def save_detections(image: Tensor, detections: dict[str, Tensor], categories: list[str], out: Path) -> Path:
+    """Draw the boxes with their class and score over the image, at the image's own resolution, as PNG."""
+    dpi = 100
+    height, width = image.shape[-2:]
+    fig = Figure(figsize=(width / dpi, height / dpi))
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))  # the image fills the PNG: no margins
+    show_image(ax, image)
+    draw_boxes(ax, detections["boxes"], detections["labels"], detections["scores"], categories)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi, format="png")
+    return out

@@ -1,4 +1,5 @@
 """Figures of anchors and the RPN: anchors, best IoU per object, objectness, box panels, training targets."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -15,8 +16,9 @@ from torch import Tensor
 from fpnlab.plots.base import LEVEL_COLORS, draw_boxes, new_figure, show_image
 
 
-def anchors_figure(image: Tensor, anchors: Mapping[str, Tensor], title: str | None = None,
-                   gt_boxes: Tensor | None = None) -> Figure:
+def anchors_figure(
+    image: Tensor, anchors: Mapping[str, Tensor], title: str | None = None, gt_boxes: Tensor | None = None
+) -> Figure:
     """Anchors (each level's (A, 4) boxes at one location) drawn on the image, one colour per level."""
     fig, axes = new_figure(size=(6.0, 6.0))
     ax = axes[0, 0]
@@ -49,8 +51,14 @@ def anchor_iou_scatter(sides: Tensor, best_iou: Tensor, levels: Sequence[str], t
     fig, axes = new_figure(size=(7.0, 3.8))
     ax = axes[0, 0]
     for j, name in enumerate(levels):
-        ax.scatter(sides.cpu().numpy(), best_iou[:, j].cpu().numpy(), s=10, alpha=0.7,
-                   color=LEVEL_COLORS.get(name, "k"), label=name.upper())
+        ax.scatter(
+            sides.cpu().numpy(),
+            best_iou[:, j].cpu().numpy(),
+            s=10,
+            alpha=0.7,
+            color=LEVEL_COLORS.get(name, "k"),
+            label=name.upper(),
+        )
     ax.axhline(threshold, color="k", linestyle="--", linewidth=1, label=f"RPN positive IoU {threshold}")
     ax.set_xscale("log")
     ax.set_xlabel("GT box sqrt(area) in pixels")
@@ -75,9 +83,16 @@ def objectness_maps(image: Tensor, logits: Mapping[str, Tensor], size: float = 2
     return fig
 
 
-def boxes_panels(image: Tensor, panels: Mapping[str, Tensor], scores: Mapping[str, Tensor] | None = None,
-                 gt_boxes: Tensor | None = None, size: float = 4.0, max_boxes: int = 300,
-                 view: Tensor | None = None, score_label: str = "score") -> Figure:
+def boxes_panels(
+    image: Tensor,
+    panels: Mapping[str, Tensor],
+    scores: Mapping[str, Tensor] | None = None,
+    gt_boxes: Tensor | None = None,
+    size: float = 4.0,
+    max_boxes: int = 300,
+    view: Tensor | None = None,
+    score_label: str = "score",
+) -> Figure:
     """The same image with a different set of boxes per panel, e.g. proposals before / after NMS.
 
     Only the `max_boxes` best-scoring boxes of a panel are drawn, coloured by score (a colour bar says
@@ -109,17 +124,29 @@ def boxes_panels(image: Tensor, panels: Mapping[str, Tensor], scores: Mapping[st
     return fig
 
 
-def anchor_labels(image: Tensor, anchors: Tensor, labels: Tensor, positive: Tensor, negative: Tensor,
-                  gt_boxes: Tensor, size: float = 4.5, negatives_shown: int = 40) -> Figure:
-    """How the RPN labels one image's anchors for training (fpnlab.analysis.AnchorTargets):
+def anchor_labels(
+    image: Tensor,
+    anchors: Tensor,
+    labels: Tensor,
+    positive: Tensor,
+    negative: Tensor,
+    gt_boxes: Tensor,
+    size: float = 4.5,
+    negatives_shown: int = 40,
+) -> Figure:
+    """How the RPN labels one image's anchors for training (fpnlab.teaching.analysis.AnchorTargets):
 
     left, every positive anchor (IoU >= 0.7, or an object's best) in green and every ignored one dashed
     grey; right, the balanced mini-batch it trains on: the sampled positives, and some of its negatives.
     """
     fig, axes = new_figure(1, 2, (size, size))
     left, right = axes[0]
-    show_image(left, image, f"{int((labels == 1).sum())} positive, {int((labels == -1).sum())} ignored, "
-                            f"{int((labels == 0).sum())} negative anchors")
+    show_image(
+        left,
+        image,
+        f"{int((labels == 1).sum())} positive, {int((labels == -1).sum())} ignored, "
+        f"{int((labels == 0).sum())} negative anchors",
+    )
     draw_boxes(left, anchors[labels == -1], color="0.7", linestyle=":", linewidth=0.6)
     draw_boxes(left, anchors[labels == 1], color="lime", linewidth=1.0)
     show_image(right, image, f"sampled: {len(positive)} positive + {len(negative)} negative")
@@ -133,15 +160,19 @@ def anchor_labels(image: Tensor, anchors: Tensor, labels: Tensor, positive: Tens
 
 
 def refinement(image: Tensor, steps: Mapping[str, object], size: float = 4.0) -> Figure:
-    """One anchor becoming a proposal (fpnlab.analysis.refine_anchor), zoomed on the object, in three panels:
+    """One anchor becoming a proposal (fpnlab.teaching.analysis.refine_anchor), zoomed on the object, in three panels:
     the anchor, the anchor moved by the RPN's deltas, and the proposal that survived NMS."""
     fig, axes = new_figure(1, 3, (size, size))
     dx, dy, dw, dh = steps["deltas"].tolist()
     panels = (  # (title, [(box, colour), ...])
-        (f"best anchor (orange): IoU {steps['iou_anchor']:.2f}, p(object) {steps['objectness']:.2f}",
-         [(steps["anchor"], "orange")]),
-        (f"moved (green) by tx {dx:+.2f} ty {dy:+.2f}\ntw {dw:+.2f} th {dh:+.2f}: IoU {steps['iou']:.2f}",
-         [(steps["anchor"], "orange"), (steps["clipped"], "lime")]),
+        (
+            f"best anchor (orange): IoU {steps['iou_anchor']:.2f}, p(object) {steps['objectness']:.2f}",
+            [(steps["anchor"], "orange")],
+        ),
+        (
+            f"moved (green) by tx {dx:+.2f} ty {dy:+.2f}\ntw {dw:+.2f} th {dh:+.2f}: IoU {steps['iou']:.2f}",
+            [(steps["anchor"], "orange"), (steps["clipped"], "lime")],
+        ),
         (f"proposal kept after NMS (IoU {steps['kept_iou']:.2f} with the moved anchor)", [(steps["kept"], "lime")]),
     )
     everything = torch.stack([steps["gt"], steps["anchor"], steps["clipped"], steps["kept"]])

@@ -2,12 +2,13 @@
 
 A JupyterLab server runs from this environment on a free port, over a temporary copy of the notebooks
 (so autosave never touches the checkout), with temporary settings, workspaces and runtime folders
-and the lab's own settings (fpnlab.jupyter_setup). Chromium is the system's (Playwright's own browser
+and the lab's own settings (fpnlab.teaching.jupyter_setup). Chromium is the system's (Playwright's own browser
 download needs the internet): FPNLAB_CHROMIUM, else /usr/bin/chromium. Without it the tests skip with
 one line saying how to enable them; with CI=true a missing browser is a failure.
 
 Screenshots of every notebook go to artifacts/screenshots/ (ignored by git), for CI to keep.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,19 +26,32 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from fpnlab.jupyter_setup import install_lab_settings
+from fpnlab.teaching.jupyter_setup import install_lab_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 TOKEN = "fpnlab-browser-tests"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                  "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-dev-shm-usage",
+]
 
 
 def chromium() -> str | None:
     """The Chromium (or Chrome) binary to drive, or None."""
-    candidates = [os.environ.get("FPNLAB_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser",
-                  shutil.which("chromium"), shutil.which("google-chrome")]
+    candidates = [
+        os.environ.get("FPNLAB_CHROMIUM"),
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        shutil.which("chromium"),
+        shutil.which("google-chrome"),
+    ]
     return next((c for c in candidates if c and Path(c).is_file()), None)
 
 
@@ -65,14 +79,29 @@ def browser() -> Iterator[object]:
 def jupyterlab(root: Path, served: Path) -> Iterator[str]:
     """A JupyterLab server over the folder `served`, its settings and runtime files under `root`; yields its URL."""
     settings = install_lab_settings(root / "app")  # the overrides `make lab` installs, in a private folder
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / "config"), "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
-           "JUPYTERLAB_SETTINGS_DIR": str(root / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces"),
-           "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(root / "config"),
+        "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(root / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces"),
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    }
     port = free_port()
-    command = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-               f"--ServerApp.token={TOKEN}", f"--ServerApp.root_dir={served}",
-               f"--LabApp.app_settings_dir={settings.parent}", "--LabApp.expose_app_in_browser=True",
-               "--ServerApp.disable_check_xsrf=True", "--allow-root"]
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        f"--port={port}",
+        "--ip=127.0.0.1",
+        f"--ServerApp.token={TOKEN}",
+        f"--ServerApp.root_dir={served}",
+        f"--LabApp.app_settings_dir={settings.parent}",
+        "--LabApp.expose_app_in_browser=True",
+        "--ServerApp.disable_check_xsrf=True",
+        "--allow-root",
+    ]
     log = (root / "server.log").open("w")
     server = subprocess.Popen(command, cwd=served, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -139,10 +168,12 @@ def open_notebook(page: Page, url: str, path: str) -> None:
     """Open `path` (a notebook, relative to the server's root) alone in its own workspace; wait for its kernel."""
     name = Path(path).stem
     page.goto(f"{url}/lab/workspaces/{name}/tree/{path}?reset&token={TOKEN}")  # only this notebook open
-    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
-                           "&& window.jupyterapp.shell.currentWidget.sessionContext", timeout=120_000)
-    page.wait_for_function(f"() => {{ const s = ({STATE_JS})(); return s && s.status === 'idle'; }}",
-                           timeout=120_000)
+    page.wait_for_function(
+        "() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
+        "&& window.jupyterapp.shell.currentWidget.sessionContext",
+        timeout=120_000,
+    )
+    page.wait_for_function(f"() => {{ const s = ({STATE_JS})(); return s && s.status === 'idle'; }}", timeout=120_000)
 
 
 def new_page(browser: Browser) -> Iterator[Page]:

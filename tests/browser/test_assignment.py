@@ -3,8 +3,9 @@ setup run, then, unit by unit, the lab's reference pasted into the student's cop
 had written it) and the unit's `check` cell run again, until every check is green.
 
 The release's own setup cell finds its copy of fpnlab and turns on autoreload, so a file changed on disk
-is what the next `check` runs, as when a student edits `fpnlab/boxes.py` beside the notebook.
+is what the next `check` runs, as when a student edits `fpnlab/model/boxes.py` beside the notebook.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,7 +18,7 @@ from playwright.sync_api import Page
 
 from assignments.build import build
 from assignments.grading import paste_unit
-from fpnlab.units import UNITS
+from fpnlab.grading import UNITS
 from tests.browser.conftest import ROOT, jupyterlab, new_page, open_notebook
 
 NOTEBOOK = "notebooks/fpn_assignment.ipynb"
@@ -57,8 +58,7 @@ def page(browser) -> Iterator[Page]:
 def run_cell(page: Page, index: int) -> str:
     """Run the notebook's cell `index` as Shift+Enter would (without moving on); the text it printed."""
     before = page.evaluate(CELL_JS, index)["count"]
-    page.evaluate("(i) => { const nb = window.jupyterapp.shell.currentWidget.content; nb.activeCellIndex = i; }",
-                  index)
+    page.evaluate("(i) => { const nb = window.jupyterapp.shell.currentWidget.content; nb.activeCellIndex = i; }", index)
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-cell')")
     deadline = time.monotonic() + CELL_TIMEOUT_S
     while time.monotonic() < deadline:

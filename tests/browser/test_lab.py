@@ -6,20 +6,39 @@ For each notebook: no error output, no "Error displaying widget", no browser con
 screenshot. For each widget: each kind of control is changed and what the student then reads must be
 the value worked out here independently (the stride 2^k, the anchor size and grid cell, Eq. 1's level).
 """
+
 from __future__ import annotations
 
 import math
 import re
 import time
+from collections.abc import Callable
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import SCREENSHOTS, STATE_JS, new_page, open_notebook, shut_down_kernels
+from fpnlab.teaching import widgets
+from tests.browser.conftest import ROOT, SCREENSHOTS, STATE_JS, new_page, open_notebook, shut_down_kernels
 
-NOTEBOOKS = ["00_welcome_and_data", "01_bottom_up_pathway", "02_top_down_and_lateral", "03_anchors", "04_rpn",
-             "05_roi_level_assignment", "06_fast_rcnn_head", "07_train_detector", "08_ablations"]
+NOTEBOOKS = sorted(path.stem for path in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))  # every one of them
+WIDGET_CHECKS: dict[str, Callable[[Page], None]] = {}  # notebook -> the check of its widgets (@widget_check)
+CHECKED_WIDGETS: set[type] = set()  # the widget classes some check moves
+
+
+def widget_check(notebook: str, *widgets: type) -> Callable[[Callable[[Page], None]], Callable[[Page], None]]:
+    """Register the function below as the browser check of `notebook`'s widgets, instances of `widgets`."""
+
+    def register(check: Callable[[Page], None]) -> Callable[[Page], None]:
+        assert notebook in NOTEBOOKS, f"@widget_check({notebook!r}): no notebooks/{notebook}.ipynb"
+        WIDGET_CHECKS[notebook] = check
+        CHECKED_WIDGETS.update(widgets)
+        return check
+
+    return register
+
+
 RUN_TIMEOUT_S = 600
+
 
 def run_all(page: Page) -> dict:
     """Run All, then wait until every code cell has run (or one failed) and the kernel is idle."""
@@ -58,6 +77,7 @@ def test_notebook_runs_in_the_browser_and_its_widgets_answer(page, lab_url, name
 
 # --- the widgets, one notebook each ------------------------------------------------------------------------
 
+
 def expect_text(page: Page, pattern: str) -> None:
     expect(page.locator(".widget-html pre").last).to_contain_text(re.compile(pattern), timeout=60_000)
 
@@ -82,22 +102,25 @@ def type_value(page: Page, description: str, value: str) -> None:
     page.keyboard.press("Enter")
 
 
+@widget_check("01_bottom_up_pathway", widgets.FeatureMapBrowser)
 def feature_browser_of_01(page: Page) -> None:
     """Level toggles and the channel slider: the stride 2^k and the channel asked for."""
     for stage, k, channels in (("C4", 4, 128), ("C2", 2, 32)):  # ResNet-tiny: widths 32, 64, 128, 256
         page.locator(".widget-toggle-buttons button", has_text=stage).last.click()
-        expect_text(page, rf"{stage}: {channels} channels x \d+ x \d+, stride {2 ** k};")
+        expect_text(page, rf"{stage}: {channels} channels x \d+ x \d+, stride {2**k};")
     press(page, "channel", "End")  # the largest channel index any level has (C5: 255), clamped to C2's 31
     expect_text(page, r"showing channel 31 of 32")
 
 
+@widget_check("02_top_down_and_lateral", widgets.FeatureMapBrowser)
 def feature_browser_of_02(page: Page) -> None:
     """Every P level (and a C level) with its own grid and stride."""
     for level, k in (("P3", 3), ("P5", 5), ("C3", 3)):
         page.locator(".widget-toggle-buttons button", has_text=level).last.click()
-        expect_text(page, rf"{level}: \d+ channels x {320 // 2 ** k} x {320 // 2 ** k}, stride {2 ** k};")
+        expect_text(page, rf"{level}: \d+ channels x {320 // 2**k} x {320 // 2**k}, stride {2**k};")
 
 
+@widget_check("03_anchors", widgets.AnchorExplorer)
 def anchor_explorer_of_03(page: Page) -> None:
     """Level toggle, x/y sliders by keyboard, the ratio slider: grid counts, the cell, the anchor's size."""
     page.locator(".widget-toggle-buttons button", has_text="P5").last.click()
@@ -116,6 +139,7 @@ def eq1_level(width: float, height: float, canonical: float, k0: int = 4) -> int
     return min(max(math.floor(k0 + math.log2(math.sqrt(width * height) / canonical) + 1e-9), 2), 5)
 
 
+@widget_check("05_roi_level_assignment", widgets.LevelAssignmentExplorer)
 def level_explorer_of_05(page: Page) -> None:
     """Width/height by keyboard and by typing, the canonical size, the comparison dropdown: Eq. 1's level."""
     canonical = float(slider(page, "canonical size").locator(".widget-readout").inner_text())
@@ -126,7 +150,9 @@ def level_explorer_of_05(page: Page) -> None:
     for key, side in (("Home", 4.0), ("End", 640.0)):  # the sliders' ends: 4 px and twice the image side
         press(page, "ROI width", key)
         press(page, "ROI height", key)
-        expect_text(page, rf"-> level {eq1_level(side, side, canonical)}: pooled from P{eq1_level(side, side, canonical)}")
+        expect_text(
+            page, rf"-> level {eq1_level(side, side, canonical)}: pooled from P{eq1_level(side, side, canonical)}"
+        )
     type_value(page, "ROI width", "128")
     type_value(page, "ROI height", "128")
     level = eq1_level(128, 128, canonical)
@@ -135,5 +161,12 @@ def level_explorer_of_05(page: Page) -> None:
     expect_text(page, r"on P2 \d+\.\d x \d+\.\d")
 
 
-WIDGET_CHECKS = {"01_bottom_up_pathway": feature_browser_of_01, "02_top_down_and_lateral": feature_browser_of_02,
-                 "03_anchors": anchor_explorer_of_03, "05_roi_level_assignment": level_explorer_of_05}
+def widget_classes() -> set[type]:
+    """Every explorer the package offers: a class of fpnlab.teaching.widgets with a widget() method."""
+    return {value for value in vars(widgets).values() if isinstance(value, type) and hasattr(value, "widget")}
+
+
+def test_every_widget_has_a_browser_check_and_every_notebook_showing_one_is_checked():
+    assert widget_classes() <= CHECKED_WIDGETS
+    showing = {name for name in NOTEBOOKS if ".widget(" in (ROOT / "notebooks" / f"{name}.ipynb").read_text()}
+    assert showing <= set(WIDGET_CHECKS)

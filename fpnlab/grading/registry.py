@@ -1,0 +1,59 @@
+"""The graded assignment's units: the functions students write, where each lives and which section teaches it.
+
+    UNITS["iou"]          Unit("model/boxes.py", "_iou", "0.2 Intersection over union", ("box_iou",))
+    where("iou")          'write the body of _iou in fpnlab/model/boxes.py (notebook section 0.2 ...)'
+
+A unit's code sits in its stage module between `# BEGIN UNIT <name>` and `# END UNIT <name>`
+(fpnlab.grading.markers); the student release replaces it with a stub (assignments/stubs.py).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+DEVICE = torch.device(os.environ.get("FPNLAB_UNITS_DEVICE", "cpu"))  # where the test cases put their tensors
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One function a student writes: where it lives, where the notebook teaches it, what it may not call."""
+
+    module: str  # file under fpnlab/, e.g. "model/boxes.py"
+    function: str  # qualified name in that module
+    section: str  # the notebook section that introduces it
+    forbidden: tuple[str, ...] = ()  # the lab's own functions that already compute the same thing
+
+
+UNITS: dict[str, Unit] = {
+    "area": Unit("model/boxes.py", "box_area", "0.1 Box area"),
+    "iou": Unit("model/boxes.py", "_iou", "0.2 Intersection over union", ("box_iou",)),
+    "encode": Unit("model/boxes.py", "BoxCoder.encode", "0.3 Boxes to regression targets"),
+    "decode": Unit("model/boxes.py", "BoxCoder.decode", "0.4 Regression targets to boxes"),
+    "nms": Unit("model/boxes.py", "_nms_reference", "0.5 NMS", ("nms", "_nms", "nms_reference", "batched_nms")),
+    "backbone": Unit("model/backbone.py", "ResNetBody.forward", "1.1 Bottom-up pathway"),
+    "fpn": Unit("model/fpn.py", "FPN.forward", "2.1 Top-down pathway and lateral connections"),
+    "cell_anchors": Unit("model/anchors.py", "AnchorGenerator.cell_anchors", "3.1 The anchors of one cell"),
+    "grid_anchors": Unit(
+        "model/anchors.py", "AnchorGenerator._level_anchors", "3.2 Anchors on a grid", ("grid_anchors",)
+    ),
+    "flatten_objectness": Unit("model/rpn.py", "flatten_objectness", "4.1 RPN outputs in anchor order"),
+    "flatten_deltas": Unit("model/rpn.py", "flatten_deltas", "4.1 RPN outputs in anchor order"),
+    "matcher": Unit("model/matching.py", "Matcher.__call__", "4.2 Matching anchors to objects"),
+    "sampler": Unit("model/matching.py", "BalancedPositiveNegativeSampler.__call__", "4.3 The balanced sample"),
+    "filter_image": Unit("model/rpn.py", "RegionProposalNetwork.filter_image", "4.4 Choosing proposals"),
+    "rpn_loss": Unit("model/rpn.py", "RegionProposalNetwork.loss", "4.5 The RPN's losses"),
+    "assign_levels": Unit("model/levels.py", "assign_levels", "5.1 Eq. 1: which level pools a ROI"),
+    "roi_align": Unit("model/poolers.py", "_sample_weights", "5.2 RoIAlign's bilinear samples", ("roi_align",)),
+    "pooler": Unit("model/poolers.py", "MultiScaleRoIPooler.forward", "5.3 Pooling from the pyramid"),
+    "roi_loss": Unit("model/roi_heads.py", "RoIHeads.loss", "6.1 The Fast R-CNN losses"),
+    "detect_image": Unit("model/roi_heads.py", "RoIHeads.detect_image", "6.2 Detections of one image"),
+}
+
+
+def where(unit: str) -> str:
+    """Where to write `unit`: its function, file and notebook section."""
+    found = UNITS[unit]
+    return f"write the body of {found.function} in fpnlab/{found.module} (notebook section {found.section})"

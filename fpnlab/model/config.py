@@ -1,0 +1,295 @@
+"""Every setting of the detector, in typed dataclasses grouped by stage; defaults are the paper's / torchvision's.
+
+    DetectorConfig
+      backbone, norm, trainable_layers, pretrained_backbone   bottom-up ResNet (fpnlab.model.backbone)
+      neck, top_down, lateral, levels, fpn_channels           FPN or single-scale baseline (fpnlab.model.fpn)
+      anchor_sizes, aspect_ratios                             one anchor size per level (fpnlab.model.anchors)
+      min_size, max_size, image_mean, image_std               input transform (fpnlab.model.transform)
+      rpn: RPNConfig                                          proposals (fpnlab.model.rpn)
+      roi: RoIConfig                                          Eq. 1 and ROI pooling (fpnlab.model.levels, .poolers)
+      box: BoxHeadConfig                                      the Fast R-CNN head (fpnlab.model.roi_heads)
+      rpn_only                                                the RPN alone (paper Table 1)
+
+A config is plain values all the way down: `DetectorConfig.from_dict(dataclasses.asdict(config))`
+rebuilds it; `upgrade_flat_layout` reads the flat layout of checkpoints written before the groups existed.
+
+The ablations of the paper's Tables 1-2 are switches here: neck="c4"/"c5" (rows a, b), top_down=False
+(row d), lateral=False (row e), levels=("p2",) (row f). With one level, all anchor sizes go on it and
+every ROI is pooled from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fpnlab.errors import FpnlabError
+from fpnlab.model.fpn import FPN_LEVELS
+from fpnlab.model.transform import IMAGENET_MEAN, IMAGENET_STD
+from fpnlab.overrides import update
+
+NECKS = ("fpn", "c4", "c5")
+POOLERS = ("align", "pool")
+PAPER_INPUT_SIZE = 800  # the FPN paper resizes the shorter image side to 800 px (Sec. 5.1)
+PAPER_CANONICAL_SIZE = 224  # Eq. 1's canonical ROI side at that input size
+SMOOTH_L1_BETA = 1.0 / 9  # both heads' box loss: where smooth L1 turns from quadratic to linear (Detectron's value)
+MAX_HEAD_PARAMETERS = 500_000_000  # fc6 = channels x 7 x 7 x representation_size: 2 GB at this size
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise FpnlabError(message)
+
+
+@dataclass(frozen=True)
+class ProposalCounts:
+    """How many RPN candidates survive in one phase (training or testing)."""
+
+    pre_nms_top_n: int  # per level: the highest-objectness anchors decoded before NMS
+    post_nms_top_n: int  # per image: the best proposals kept after NMS
+
+    def __post_init__(self) -> None:
+        _require(
+            self.pre_nms_top_n >= 1 and self.post_nms_top_n >= 1,
+            f"RPN proposal counts must be >= 1, got {self.pre_nms_top_n} and {self.post_nms_top_n}.",
+        )
+
+
+@dataclass(frozen=True)
+class RPNConfig:
+    """The region proposal network (Faster R-CNN Sec. 3.1, FPN Sec. 4.1), torchvision's values."""
+
+    train: ProposalCounts = field(default_factory=lambda: ProposalCounts(2000, 2000))
+    test: ProposalCounts = field(default_factory=lambda: ProposalCounts(1000, 1000))
+    nms_thresh: float = 0.7  # proposals overlapping a better one of the same level by more are dropped
+    fg_iou_thresh: float = 0.7  # an anchor with IoU >= this with a gt box is positive ...
+    bg_iou_thresh: float = 0.3  # ... below this negative, ignored in between
+    batch_size_per_image: int = 256  # anchors sampled per image for the loss ...
+    positive_fraction: float = 0.5  # ... at most half of them positive
+    score_thresh: float = 0.0  # proposals with a lower objectness probability are dropped
+
+    def __post_init__(self) -> None:
+        _check_sampling(
+            "RPNConfig",
+            self.fg_iou_thresh,
+            self.bg_iou_thresh,
+            self.batch_size_per_image,
+            self.positive_fraction,
+            self.nms_thresh,
+        )
+
+    def counts(self, training: bool) -> ProposalCounts:
+        """The proposal counts of the current phase."""
+        return self.train if training else self.test
+
+
+@dataclass(frozen=True)
+class RoIConfig:
+    """Which pyramid level pools each ROI (Eq. 1) and how it is pooled to a fixed grid."""
+
+    pooler: str = "align"  # "align" (RoIAlign) or "pool" (RoIPool)
+    output_size: int = 7
+    sampling_ratio: int = 2
+    aligned: bool = False
+    canonical_size: float | None = None  # Eq. 1's 224; None: 224 x min_size / 800, following the input scale
+    canonical_level: int = 4  # k0
+
+    def __post_init__(self) -> None:
+        _require(self.pooler in POOLERS, f"RoIConfig.pooler must be one of {POOLERS}, got {self.pooler!r}.")
+        _require(1 <= self.output_size <= 32, f"RoIConfig.output_size must be in 1..32, got {self.output_size}.")
+        _require(
+            self.canonical_size is None or self.canonical_size > 0,
+            f"RoIConfig.canonical_size must be > 0 (or None), got {self.canonical_size}.",
+        )
+
+
+@dataclass(frozen=True)
+class BoxHeadConfig:
+    """The Fast R-CNN head: 2 FC layers, ROI sampling for training, post-processing (FPN Sec. 4.2)."""
+
+    representation_size: int = 1024  # width of the two FC layers
+    fg_iou_thresh: float = 0.5  # an ROI with IoU >= this with a gt box is that box's class ...
+    bg_iou_thresh: float = 0.5  # ... below this background
+    batch_size_per_image: int = 512  # ROIs sampled per image for the loss ...
+    positive_fraction: float = 0.25  # ... at most a quarter of them foreground
+    reg_weights: tuple[float, ...] = (10.0, 10.0, 5.0, 5.0)  # BoxCoder weights of the deltas
+    score_thresh: float = 0.05  # detections scoring at most this are dropped
+    nms_thresh: float = 0.5  # NMS within each class
+    detections_per_img: int = 100
+
+    def __post_init__(self) -> None:
+        _check_sampling(
+            "BoxHeadConfig",
+            self.fg_iou_thresh,
+            self.bg_iou_thresh,
+            self.batch_size_per_image,
+            self.positive_fraction,
+            self.nms_thresh,
+        )
+        _require(
+            1 <= self.representation_size <= 16384,
+            f"BoxHeadConfig.representation_size must be in 1..16384, got {self.representation_size}.",
+        )
+        _require(
+            len(self.reg_weights) == 4 and all(w > 0 for w in self.reg_weights),
+            f"BoxHeadConfig.reg_weights needs 4 positive numbers, got {self.reg_weights}.",
+        )
+        _require(
+            self.detections_per_img >= 1,
+            f"BoxHeadConfig.detections_per_img must be >= 1, got {self.detections_per_img}.",
+        )
+
+
+def _check_sampling(name: str, fg: float, bg: float, batch: int, fraction: float, nms: float) -> None:
+    _require(0 <= bg <= fg <= 1, f"{name} needs 0 <= bg_iou_thresh <= fg_iou_thresh <= 1, got {bg} and {fg}.")
+    _require(batch >= 1, f"{name}.batch_size_per_image must be >= 1, got {batch}.")
+    _require(0 <= fraction <= 1, f"{name}.positive_fraction must be in [0, 1], got {fraction}.")
+    _require(0 <= nms <= 1, f"{name}.nms_thresh is an IoU in [0, 1], got {nms}.")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Every setting of an FPNDetector; defaults are torchvision's fasterrcnn_resnet50_fpn (see module doc)."""
+
+    num_classes: int = 91  # including background (label 0); 91 for COCO as in torchvision
+    backbone: str = "resnet50"  # resnet18/34/50/101 or resnet_tiny
+    norm: str = "frozen_bn"  # frozen_bn (fine-tuning, torchvision equality), bn or gn (from scratch)
+    trainable_layers: int = 3  # 0..5 of layer4, layer3, layer2, layer1, conv1
+    pretrained_backbone: bool = False  # ImageNet weights via torchvision (needs internet once)
+    neck: str = "fpn"  # "fpn", or a single-scale baseline "c4" / "c5"
+    top_down: bool = True
+    lateral: bool = True
+    levels: tuple[str, ...] = FPN_LEVELS  # FPN outputs the RPN uses (ROIs: those below P6); not for c4/c5
+    fpn_channels: int = 256  # d in the paper
+    anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)  # one per level, in input pixels
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    min_size: int = 800  # the shorter image side is resized to this ...
+    max_size: int = 1333  # ... unless the longer side would exceed this
+    image_mean: tuple[float, ...] = IMAGENET_MEAN
+    image_std: tuple[float, ...] = IMAGENET_STD
+    rpn: RPNConfig = field(default_factory=RPNConfig)
+    roi: RoIConfig = field(default_factory=RoIConfig)
+    box: BoxHeadConfig = field(default_factory=BoxHeadConfig)
+    rpn_only: bool = False  # build and train the RPN alone (paper Table 1)
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise FpnlabError naming the first setting that cannot work."""
+        _require(
+            self.num_classes >= 2,
+            f"DetectorConfig.num_classes counts background too and must be >= 2, got {self.num_classes}.",
+        )
+        _require(self.neck in NECKS, f"DetectorConfig.neck must be one of {NECKS}, got {self.neck!r}.")
+        if self.neck == "fpn":
+            _require(
+                bool(self.levels) and all(name in FPN_LEVELS for name in self.levels),
+                f"DetectorConfig.levels must be a non-empty subset of {FPN_LEVELS}, got {self.levels}.",
+            )
+            _require(
+                self.pooled_levels() != (),
+                "DetectorConfig.levels has only 'p6', which carries anchors but no ROIs; add p2..p5.",
+            )
+        levels = self.rpn_levels()
+        _require(
+            len(levels) == 1 or len(self.anchor_sizes) == len(levels),
+            f"DetectorConfig.anchor_sizes needs one size per level ({len(levels)} for {levels}), "
+            f"got {self.anchor_sizes}.",
+        )
+        _require(
+            all(s > 0 for s in self.anchor_sizes) and all(r > 0 for r in self.aspect_ratios),
+            "DetectorConfig.anchor_sizes and aspect_ratios must be positive.",
+        )
+        _require(
+            0 < self.min_size <= self.max_size <= 4096,
+            f"DetectorConfig needs 0 < min_size <= max_size <= 4096, got {self.min_size} and {self.max_size}.",
+        )
+        _require(
+            1 <= self.fpn_channels <= 4096, f"DetectorConfig.fpn_channels must be in 1..4096, got {self.fpn_channels}."
+        )
+        head = self.fpn_channels * self.roi.output_size**2 * self.box.representation_size
+        _require(
+            head <= MAX_HEAD_PARAMETERS,
+            f"DetectorConfig: the box head's first layer would have {head:,} "
+            f"weights (fpn_channels x output_size^2 x representation_size), "
+            f"more than {MAX_HEAD_PARAMETERS:,}.",
+        )
+
+    def rpn_levels(self) -> tuple[str, ...]:
+        """Names of the feature maps the RPN runs on: the FPN levels, or "c4" / "c5"."""
+        return tuple(self.levels) if self.neck == "fpn" else (self.neck,)
+
+    def pooled_levels(self) -> tuple[str, ...]:
+        """Names of the feature maps ROIs are pooled from: P6 only carries anchors (FPN paper, Sec. 4.2)."""
+        return tuple(name for name in self.rpn_levels() if name != "p6")
+
+    def anchor_sizes_per_level(self) -> tuple[tuple[int, ...], ...]:
+        """One size per level, or all sizes on the one level of a single-scale model (Table 1 rows a, b, f)."""
+        if len(self.rpn_levels()) == 1:
+            return (tuple(self.anchor_sizes),)
+        return tuple((size,) for size in self.anchor_sizes)
+
+    def canonical_size(self) -> float:
+        """Eq. 1's canonical ROI side in input pixels: the paper's 224 at 800 px, scaled with min_size."""
+        if self.roi.canonical_size is not None:
+            return self.roi.canonical_size
+        return PAPER_CANONICAL_SIZE * self.min_size / PAPER_INPUT_SIZE
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DetectorConfig:
+        """The config stored as plain values, e.g. by a checkpoint (every name and type is checked)."""
+        return update(cls(), values)
+
+
+# Names of the flat layout (checkpoints and presets before the settings were grouped) -> their new place.
+FLAT_NAMES = {
+    "rpn_pre_nms_top_n_train": ("rpn", "train", "pre_nms_top_n"),
+    "rpn_post_nms_top_n_train": ("rpn", "train", "post_nms_top_n"),
+    "rpn_pre_nms_top_n_test": ("rpn", "test", "pre_nms_top_n"),
+    "rpn_post_nms_top_n_test": ("rpn", "test", "post_nms_top_n"),
+    **{
+        f"rpn_{name}": ("rpn", name)
+        for name in (
+            "nms_thresh",
+            "fg_iou_thresh",
+            "bg_iou_thresh",
+            "batch_size_per_image",
+            "positive_fraction",
+            "score_thresh",
+        )
+    },
+    **{f"roi_{name}": ("roi", name) for name in ("output_size", "sampling_ratio", "aligned")},
+    "roi_pooler": ("roi", "pooler"),
+    "representation_size": ("box", "representation_size"),
+    "bbox_reg_weights": ("box", "reg_weights"),
+    **{
+        f"box_{name}": ("box", name)
+        for name in (
+            "fg_iou_thresh",
+            "bg_iou_thresh",
+            "batch_size_per_image",
+            "positive_fraction",
+            "score_thresh",
+            "nms_thresh",
+            "detections_per_img",
+        )
+    },
+}
+
+
+def upgrade_flat_layout(values: dict[str, Any]) -> dict[str, Any]:
+    """Detector settings stored flat (checkpoint format version 1) -> the grouped layout of DetectorConfig.
+
+    The names of FLAT_NAMES move into their groups; every other key stays. Version 1 had no canonical
+    size: its ROIs were assigned with 224 whatever the input size, so that is kept and the detector
+    computes what it did.
+    """
+    nested: dict[str, Any] = {"roi": {"canonical_size": float(PAPER_CANONICAL_SIZE)}}
+    for name, value in values.items():
+        *groups, leaf = FLAT_NAMES.get(name, (name,))
+        node = nested
+        for group in groups:
+            node = node.setdefault(group, {})
+        node[leaf] = value
+    return nested

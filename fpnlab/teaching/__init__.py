@@ -1,0 +1,1 @@
+"""fpnlab.teaching."""
