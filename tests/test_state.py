@@ -1,5 +1,5 @@
 """TrainState without training: the optimizer's groups, the lr schedule's edges, what a checkpoint holds,
-what resuming accepts and refuses."""
+what resuming accepts and refuses, and the precision chosen for the GPU (faked by its compute capability)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fpnlab.engine.presets import TrainConfig, get_preset
-from fpnlab.engine.state import TrainState, build_model, lr_factor, make_optimizer
+from fpnlab.engine.state import TrainState, autocast_dtype, build_model, lr_factor, make_optimizer, precision_note
 from fpnlab.errors import FpnlabError
 
 # What TrainState.create reads of a training set.
@@ -78,3 +78,59 @@ def test_resume_accepts_a_finished_run_and_refuses_what_cannot_continue(state):
     assert str(err.value) == "model.pt holds weights only (an exported model), no training state to resume."
     with pytest.raises(FpnlabError, match=r"^checkpoint other.pt does not match the model: "):
         state.restore({**checkpoint, "model": {}}, "other.pt")
+
+
+# --- precision by hardware --------------------------------------------------------------------------
+
+CARDS = {  # name -> compute capability (Nvidia's tables)
+    "Tesla T4": (7, 5),  # Colab's free GPU: fp16 tensor cores, no bf16 hardware
+    "Tesla V100-SXM2-16GB": (7, 0),
+    "NVIDIA A100-SXM4-40GB": (8, 0),
+    "NVIDIA L4": (8, 9),
+    "NVIDIA H100 80GB HBM3": (9, 0),
+}
+
+
+@pytest.fixture()
+def gpu(monkeypatch):
+    """Fake the CUDA card by its name and compute capability; torch's is_bf16_supported() says yes on every one, as
+    it does by default on a T4 (emulated bf16), so a choice that asked it would be caught."""
+
+    def fake(name: str) -> torch.device:
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: CARDS[name])
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+        return torch.device("cuda")
+
+    return fake
+
+
+@pytest.mark.parametrize(
+    "name, dtype",
+    [
+        ("Tesla T4", torch.float16),
+        ("Tesla V100-SXM2-16GB", torch.float16),
+        ("NVIDIA A100-SXM4-40GB", torch.bfloat16),
+        ("NVIDIA L4", torch.bfloat16),
+        ("NVIDIA H100 80GB HBM3", torch.bfloat16),
+    ],
+)
+def test_bf16_only_where_the_gpu_computes_it_natively(gpu, name, dtype):
+    assert autocast_dtype(TrainConfig(), gpu(name)) == dtype
+
+
+def test_no_mixed_precision_off_cuda_or_when_switched_off(gpu):
+    device = gpu("NVIDIA H100 80GB HBM3")
+    assert autocast_dtype(TrainConfig(amp=False), device) is None
+    assert autocast_dtype(TrainConfig(), torch.device("cpu")) is None
+
+
+def test_the_precision_line_says_what_and_why(gpu):
+    assert precision_note(torch.float16, gpu("Tesla T4")) == (
+        "precision: fp16 autocast with a GradScaler (Tesla T4, compute capability 7.5: no native bf16)"
+    )
+    h100 = gpu("NVIDIA H100 80GB HBM3")
+    assert precision_note(torch.bfloat16, h100) == (
+        "precision: bf16 autocast (NVIDIA H100 80GB HBM3, compute capability 9.0: native bf16, no loss scaling needed)"
+    )
+    assert precision_note(None, h100) == "precision: float32 (amp=False)"

@@ -45,7 +45,7 @@ from fpnlab.engine.evaluate import coco_metrics
 from fpnlab.engine.presets import TrainConfig
 from fpnlab.engine.run_folder import RunFolder
 from fpnlab.engine.runlog import LogWindow, MetricsLog
-from fpnlab.engine.state import TrainState
+from fpnlab.engine.state import TrainState, precision_note
 from fpnlab.engine.stopping import Diverged, StopRequests, check_finite, check_finite_weights
 from fpnlab.errors import FpnlabError
 from fpnlab.progress import phase
@@ -131,6 +131,8 @@ def start(
     state.model = wrap(state.model, device, sync_batchnorm=cfg.model.norm == "bn")
     if main:
         folder.write_json("config.json", cfg.to_dict())
+        if device.type == "cuda":
+            tqdm.write(precision_note(state.amp_dtype, device))
     return state
 
 

@@ -137,7 +137,23 @@ def lr_factor(iteration: int, cfg: TrainConfig) -> float:
 
 
 def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """Mixed precision on CUDA only: bf16 where the GPU has it (no scaler needed), else fp16."""
+    """Mixed precision on CUDA only: bf16 where the GPU computes it natively (compute capability >= 8.0: A100, L4,
+    H100; no scaler needed), else fp16 with the GradScaler (a T4 is 7.5, a V100 7.0).
+
+    Not torch.cuda.is_bf16_supported(): by default it also counts bf16 that the GPU only emulates, which a T4
+    runs, slowly (its including_emulation=False, from torch 2.4, asks what the capability answers here)."""
     if not cfg.amp or device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
+def precision_note(amp_dtype: torch.dtype | None, device: torch.device) -> str:
+    """The line training starts with on a GPU: the precision chosen, and why (see autocast_dtype)."""
+    if amp_dtype is None:
+        return "precision: float32 (amp=False)"
+    major, minor = torch.cuda.get_device_capability(device)
+    card = f"{torch.cuda.get_device_name(device)}, compute capability {major}.{minor}"
+    if amp_dtype == torch.bfloat16:
+        return f"precision: bf16 autocast ({card}: native bf16, no loss scaling needed)"
+    return f"precision: fp16 autocast with a GradScaler ({card}: no native bf16)"
