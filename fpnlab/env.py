@@ -1,8 +1,9 @@
-"""Where the lab runs: the repository it comes from, the device to use, the software versions to record with every
-result."""
+"""Where the lab runs: the repository it comes from, the device to use, whether it is Colab, the software versions to
+record with every result."""
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from datetime import datetime, timezone
@@ -22,6 +23,11 @@ def default_device() -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def on_colab() -> bool:
+    """True in a Google Colab runtime: its kernel imports google.colab at start, its processes see COLAB_RELEASE_TAG."""
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def device_name(device: torch.device | str | None = None) -> str:

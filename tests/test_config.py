@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+import types
 
 import pytest
+import torch
 
-from fpnlab.engine.presets import PRESETS, TrainConfig, get_preset
+from fpnlab.engine.presets import PRESETS, TrainConfig, auto_preset, estimated_minutes, get_preset
 from fpnlab.errors import FpnlabError
 from fpnlab.model.config import (
     MAX_HEAD_PARAMETERS,
@@ -20,7 +23,7 @@ from fpnlab.model.config import (
 from fpnlab.overrides import coerce, literal, parse_set, type_name, update
 
 
-@pytest.mark.parametrize("name", ["cpu", "gpu", "test", "demo"])
+@pytest.mark.parametrize("name", ["cpu", "gpu", "colab", "test", "demo"])
 def test_every_preset_builds_a_valid_config_that_round_trips(name):
     cfg = get_preset(name)
     assert isinstance(cfg, TrainConfig) and isinstance(cfg.model, DetectorConfig)
@@ -39,6 +42,56 @@ def test_presets_match_their_purpose():
         assert cfg.model.anchor_sizes == (32, 64, 128, 256) and cfg.model.levels == ("p2", "p3", "p4", "p5")
         assert cfg.model.canonical_size() == pytest.approx(224 * 320 / 800)  # Eq. 1 follows the input scale
     assert get_preset("test").iterations < get_preset("cpu").iterations < get_preset("demo").iterations
+    colab = get_preset("colab")  # the gpu preset's detector and data, for an eighth of its images (a T4's share)
+    assert colab.model == gpu and colab.dataset == get_preset("gpu").dataset
+    assert colab.iterations * colab.batch_size * 8 == get_preset("gpu").iterations * get_preset("gpu").batch_size
+    assert colab.lr / colab.batch_size == get_preset("gpu").lr / get_preset("gpu").batch_size  # linear scaling
+    assert colab.num_workers == 2  # Colab's free runtime has two CPU cores
+
+
+def test_time_estimates_follow_the_cards_ratio():
+    # worked by hand: gpu = 3000 x 16 images of 512 x 512 px in 12 min on an H100; colab = 750 x 8 of the same, an
+    # eighth of that work, on a T4 at a tenth of an H100's speed: 12 / 8 x 10 = 15 min
+    assert estimated_minutes("gpu") == pytest.approx(12.0)
+    assert estimated_minutes("colab") == pytest.approx(15.0)
+    with pytest.raises(FpnlabError, match=r"^no time estimate for preset 'cpu'; there are estimates for gpu, colab\.$"):
+        estimated_minutes("cpu")
+
+
+@pytest.fixture()
+def machine(monkeypatch):
+    """Fake the machine: whether CUDA is visible and whether this is Colab (nothing else is asked)."""
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
+
+    def fake(cuda: bool, colab: str | None = None) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        if colab == "kernel":  # Colab's kernel imports google.colab at start
+            monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+        elif colab == "process":  # a process started from a Colab cell (!fpnlab train) sees Colab's variables
+            monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab_20250101-060000_RC00")
+
+    return fake
+
+
+@pytest.mark.parametrize(
+    "cuda, colab, preset",
+    [
+        (True, "kernel", "colab"),  # Colab with a GPU runtime (the free T4)
+        (True, "process", "colab"),
+        (False, "kernel", "cpu"),  # Colab's default CPU runtime
+        (True, None, "gpu"),  # any other machine with a GPU
+        (False, None, "cpu"),  # a laptop
+    ],
+)
+def test_auto_preset_fits_the_machine(machine, cuda, colab, preset):
+    machine(cuda, colab)
+    assert auto_preset() == preset
+
+
+def test_auto_preset_follows_the_device_asked_for(machine):
+    machine(cuda=True, colab="kernel")
+    assert auto_preset("cpu") == "cpu" and auto_preset("mps") == "cpu" and auto_preset("cuda:0") == "colab"
 
 
 def test_overrides_replace_fields_and_merge_nested_settings():
@@ -176,7 +229,7 @@ def test_warmup_may_last_from_zero_to_all_iterations():
 
 
 def test_unknown_preset_lists_the_presets():
-    with pytest.raises(FpnlabError, match=r"^unknown preset 'x'; choose one of cpu, demo, gpu, test\.$"):
+    with pytest.raises(FpnlabError, match=r"^unknown preset 'x'; choose one of cpu, demo, gpu, colab, test\.$"):
         get_preset("x")
 
 

@@ -1,12 +1,15 @@
 """Training presets: every number a training run uses, named, typed and in one place.
 
 A `TrainConfig` holds the data, the schedule and (in `model`) the detector's `DetectorConfig`.
-Four presets cover the lab's needs:
+Five presets cover the lab's needs:
 
-    cpu   a laptop CPU: ResNet-tiny FPN trained from scratch on shapes-mini at 2x (320 px), minutes
-    gpu   one GPU: ResNet-50 FPN on the full synthetic set (`fpnlab make-data`) at 512 px, bf16
-    demo  the shipped checkpoint (data/checkpoints/): the cpu preset trained longer
-    test  tiny, for unit tests: seconds
+    cpu    a laptop CPU: ResNet-tiny FPN trained from scratch on shapes-mini at 2x (320 px), minutes
+    gpu    one big GPU: ResNet-50 FPN on the full synthetic set (`fpnlab make-data`) at 512 px, bf16
+    colab  Colab's free T4: the gpu preset's detector and data for an eighth of its images, fp16
+    demo   the shipped checkpoint (data/checkpoints/): the cpu preset trained longer
+    test   tiny, for unit tests: seconds
+
+The notebooks' settings cells take `auto_preset()`: colab on Colab's GPU, gpu on any other GPU, cpu otherwise.
 
 Any value can be overridden, in Python or on the command line; names and types are checked at once:
 
@@ -20,6 +23,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
+from fpnlab.env import default_device, on_colab
 from fpnlab.errors import FpnlabError
 from fpnlab.model.config import BoxHeadConfig, DetectorConfig, ProposalCounts, RPNConfig
 from fpnlab.overrides import update
@@ -51,7 +57,7 @@ class TrainConfig:
     lr_steps: tuple[float, ...] = (0.67, 0.89)  # step schedule: fractions of `iterations` where lr *= gamma
     gamma: float = 0.1
     clip_grad_norm: float | None = 10.0  # None: no clipping
-    amp: bool = True  # mixed precision on CUDA only: bf16 where supported, else fp16 with a GradScaler
+    amp: bool = True  # mixed precision on CUDA only: bf16 where the GPU has it natively, else fp16 with a GradScaler
     # bookkeeping
     seed: int = 0  # fixes initialisation, data order and augmentation
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
@@ -132,6 +138,9 @@ CPU_MODEL = DetectorConfig(
     box=BoxHeadConfig(representation_size=256, batch_size_per_image=128),
 )
 
+# The paper's ResNet-50 FPN on data/shapes' 512 px images, trained from scratch (no download needed).
+GPU_MODEL = DetectorConfig(backbone="resnet50", norm="bn", trainable_layers=5, min_size=512, max_size=512)
+
 PRESETS: dict[str, TrainConfig] = {
     # Batches of 2: on a CPU, twice the SGD steps for the same compute beat batches of 4 (AP50 0.33 vs 0.21
     # after 2400 images; BatchNorm still sees 2 x 64 x 64 positions per channel at C2).
@@ -161,7 +170,7 @@ PRESETS: dict[str, TrainConfig] = {
     # sized for about 12 minutes on one H100 in bf16: 16 images x 3000 iterations = 12 epochs.
     "gpu": TrainConfig(
         dataset="data/shapes",
-        model=DetectorConfig(backbone="resnet50", norm="bn", trainable_layers=5, min_size=512, max_size=512),
+        model=GPU_MODEL,
         iterations=3000,
         batch_size=16,
         lr=0.04,
@@ -170,6 +179,21 @@ PRESETS: dict[str, TrainConfig] = {
         num_workers=8,
         checkpoint_every=500,
         log_every=20,
+    ),
+    # Colab's free T4 (16 GB, 2 CPU cores, fp16 with a GradScaler): the gpu preset's detector and data, an eighth
+    # of its images (8 x 750 = 6000, 1.5 epochs), lr scaled with the batch; about 15 minutes (estimated_minutes).
+    # A checkpoint every 250 iterations: a session that disconnects resumes from at most ~5 minutes back.
+    "colab": TrainConfig(
+        dataset="data/shapes",
+        model=GPU_MODEL,
+        iterations=750,
+        batch_size=8,
+        lr=0.02,
+        warmup_iterations=100,
+        schedule="cosine",
+        num_workers=2,
+        checkpoint_every=250,
+        log_every=10,
     ),
     "test": TrainConfig(
         dataset="shapes-mini",
@@ -201,3 +225,35 @@ def get_preset(name: str, **overrides: Any) -> TrainConfig:
     if name not in PRESETS:
         raise FpnlabError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
     return update(PRESETS[name], overrides)
+
+
+def auto_preset(device: torch.device | str | None = None) -> str:
+    """The preset for this machine (the notebooks' settings cells): "colab" on Colab's GPU, "gpu" on any other CUDA
+    GPU, "cpu" otherwise (a CPU, or Apple's MPS). `device`: the one to train on (default: the best one here)."""
+    device = torch.device(device) if device is not None else default_device()
+    if device.type != "cuda":
+        return "cpu"
+    return "colab" if on_colab() else "gpu"
+
+
+# Expected training times: ESTIMATES, until a run on these cards is measured (no GPU has been lent to the project
+# yet). The gpu preset is sized for GPU_PRESET_H100_MINUTES on one H100. A T4 trains about a tenth as fast as an
+# H100 (Nvidia's datasheets: memory bandwidth 320 GB/s vs 3.35 TB/s, dense fp16 tensor math 65 vs ~990 TFLOPS; a
+# detector's many small, memory-bound kernels sit nearer the bandwidth ratio). For the same ResNet-50 FPN, the
+# time scales with the images trained on x their pixels.
+GPU_PRESET_H100_MINUTES = 12.0
+CARD_SPEED = {"H100": 1.0, "T4": 0.1}  # training throughput relative to one H100
+ESTIMATE_CARDS = {"gpu": "H100", "colab": "T4"}  # the card each estimate is for
+
+
+def estimated_minutes(name: str) -> float:
+    """Minutes of training of the gpu or colab preset on its card (ESTIMATE_CARDS): an estimate, not a measurement;
+    evaluation and making data/shapes come on top.
+
+    estimated_minutes("colab")   # 12 min x (6000 / 48000 images at 512 px) / 0.1 (a T4) = 15.0
+    """
+    if name not in ESTIMATE_CARDS:
+        raise FpnlabError(f"no time estimate for preset {name!r}; there are estimates for {', '.join(ESTIMATE_CARDS)}.")
+    cfg, gpu = PRESETS[name], PRESETS["gpu"]
+    work, gpu_work = (c.iterations * c.batch_size * c.model.min_size * c.model.max_size for c in (cfg, gpu))
+    return GPU_PRESET_H100_MINUTES * work / gpu_work / CARD_SPEED[ESTIMATE_CARDS[name]]
