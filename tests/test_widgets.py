@@ -5,7 +5,10 @@ import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -178,3 +181,32 @@ def test_anchor_explorer_sliders(explorer):
     assert (y2 - y1) > (x2 - x1)
     figure = explorer.render(panel.state)
     assert figure.axes[0].get_title() == "P4 anchors"
+
+
+# --- display, as a notebook shows a panel ----------------------------------------------------------
+
+SHOW = """
+import json, torch
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+from fpnlab.teaching import widgets
+
+shell = InteractiveShell.instance()
+panel = widgets.FeatureMapBrowser({"p2": torch.ones(1, 2, 4, 4)}).widget()
+shell.user_ns["panel"] = panel
+with capture_output() as shown:
+    shell.run_cell("panel")  # a cell ending with the panel, as the notebooks do
+    shell.run_cell("display(panel)")
+views = [o.data.get("application/vnd.jupyter.widget-view+json", {}).get("model_id") for o in shown.outputs]
+print(json.dumps({"views": views, "ui": panel.ui.model_id, "stderr": shown.stderr}))
+"""
+
+
+def test_a_panel_displays_as_its_widgets(tmp_path):
+    """In an IPython shell of its own (a subprocess: a shell changes global state), a panel is shown as one widget
+    view of its ui, both as a cell's last value and with display(); under whichever ipywidgets is importable."""
+    env = {**os.environ, "IPYTHONDIR": str(tmp_path), "MPLBACKEND": "Agg"}
+    done = subprocess.run([sys.executable, "-c", SHOW], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout.strip().splitlines()[-1])
+    assert shown["views"] == [shown["ui"], shown["ui"]] and shown["stderr"] == ""

@@ -1,4 +1,5 @@
-"""Slider widgets for the notebooks, one module each: plain ipywidgets + matplotlib, for JupyterLab 4 and Colab.
+"""Slider widgets for the notebooks, one module each: plain ipywidgets + matplotlib, for JupyterLab 4 and Colab
+(ipywidgets 7.7 and 8: tests/test_colab.py runs the widget tests under both).
 
     panel              Panel: controls wired to update + render (every explorer's widget())
     level_assignment   LevelAssignmentExplorer: Eq. 1's level and RoIAlign crop for an ROI size (notebook 05)

@@ -15,7 +15,7 @@ class Panel:
     """Controls wired to an update function; the latest state's text and figure are shown below them.
 
     `panel.controls[name].value = v` recomputes `panel.state` (a notebook or a test may do it); displaying
-    the panel displays `panel.ui`.
+    the panel displays `panel.ui`. Only widgets and options that ipywidgets 7.7 and 8 share are used.
     """
 
     def __init__(
@@ -39,8 +39,10 @@ class Panel:
             self.output.clear_output(wait=True)
             display(figure)
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.ui._repr_mimebundle_(**kwargs)
+    def _ipython_display_(self) -> None:
+        """A panel shows as its widgets. display(widget) is the one way both ipywidgets 7.7 (Colab's) and 8 show a
+        widget: 8's widgets have _repr_mimebundle_, 7's have _ipython_display_ instead."""
+        display(self.ui)
 
 
 def slider(description: str, value: int, low: int, high: int, step: int = 1) -> widgets.IntSlider:
