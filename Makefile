@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 JUPYTER_ARGS ?=
 PYTEST_ARGS  ?=
 
-.PHONY: lab test checkpoint notebook-outputs assignments mutate clean
+.PHONY: lab test checkpoint notebook-outputs assignments colab-links mutate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,12 @@ $(VENV)/.lab-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e ".[lab]"
 	touch $@
 
+# The test install adds Colab's ipywidgets 7.7.1 in a folder of its own (no second torch): tests/test_colab.py runs
+# the widget tests under it too, with that folder first on the path.
+WIDGETS_7 := $(VENV)/overlays/ipywidgets-7.7.1
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e ".[test]"
+	$(BIN)/python -m pip install -q --upgrade --no-deps --target $(WIDGETS_7) ipywidgets==7.7.1 ipython_genutils==0.2.0
 	touch $@
 
 # Jupyter refuses to run as root (containers, some lab machines) unless told it may.
@@ -48,6 +52,12 @@ notebook-outputs: $(VENV)/.test-installed
 # The graded assignment: student release, autograder and Gradescope zip under dist/ (assignments/README.md).
 assignments: $(VENV)/.test-installed
 	$(BIN)/python -m assignments.build --out dist
+
+# The one repository setting (pyproject.toml's [project.urls] Repository): make colab-links REPO=owner/name [BRANCH=main]
+# sets it and rewrites the README's Colab links and every notebook's install cell from it; with no REPO, from the
+# setting as it is.
+colab-links: $(VENV)/.test-installed
+	$(BIN)/python tools/colab_links.py $(if $(REPO),--repo $(REPO)) $(if $(BRANCH),--branch $(BRANCH))
 
 # Mutation testing, one module against its own tests (not part of `make test`): make mutate MODULE=model/levels
 mutate: $(VENV)/.test-installed

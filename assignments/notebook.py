@@ -87,20 +87,21 @@ TASKS = {  # unit -> what to write, in a few words (the docstring in the code ha
 SETUP = """\
 # Finds your copy of fpnlab: the folder above this notebook, or on Colab the copy in your Drive (STUDENT.md).
 import pathlib, sys
-RELEASE = "/content/drive/MyDrive/fpn-assignment"  # Colab only: where the release is in your Google Drive
+DRIVE = pathlib.Path.cwd() / "drive"  # Colab: /content/drive, where your Google Drive is mounted
+RELEASE = DRIVE / "MyDrive" / "fpn-assignment"  # Colab only: where the release is in your Google Drive
 if "google.colab" in sys.modules:
     from google.colab import drive
-    drive.mount("/content/drive")
-try:
-    import otter  # the tests are otter-grader test files
-except ImportError:
-    %pip install -q "otter-grader>=7,<8"
+    drive.mount(str(DRIVE))
 here = pathlib.Path.cwd()
-ROOT = next((p for p in (here.parent, here, pathlib.Path(RELEASE))
-             if (p / "fpnlab" / "grading" / "registry.py").is_file()), None)
+ROOT = next((p for p in (here.parent, here, RELEASE) if (p / "fpnlab" / "grading" / "registry.py").is_file()), None)
 if ROOT is None:
     raise FileNotFoundError(f"no fpnlab/ above {here} nor in {RELEASE}: see STUDENT.md")
 sys.path.insert(0, str(ROOT))
+try:
+    import otter  # the tests are otter-grader test files
+except ImportError:  # installed without replacing what is here (on Colab: its ipywidgets 7, which otter would upgrade)
+    from fpnlab.requirements import install_keeping
+    install_keeping("otter-grader", "otter-grader>=7,<8")
 %load_ext autoreload
 %autoreload 2
 from fpnlab.grading import check"""
