@@ -93,7 +93,8 @@ if "google.colab" in sys.modules:
     from google.colab import drive
     drive.mount(str(DRIVE))
 here = pathlib.Path.cwd()
-ROOT = next((p for p in (here.parent, here, RELEASE) if (p / "fpnlab" / "grading" / "registry.py").is_file()), None)
+ROOT = next((p for p in (here.parent, here, pathlib.Path(RELEASE))
+             if (p / "fpnlab" / "grading" / "registry.py").is_file()), None)
 if ROOT is None:
     raise FileNotFoundError(f"no fpnlab/ above {here} nor in {RELEASE}: see STUDENT.md")
 sys.path.insert(0, str(ROOT))
