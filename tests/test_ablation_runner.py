@@ -135,6 +135,8 @@ def test_a_record_names_what_each_variant_changes_and_the_shared_schedule():
     assert c4["neck"] == "c4" and c4["rpn"]["test"]["pre_nms_top_n"] == 4000
     cpu = ablation.base_config("detector", "cpu", {})  # the CPU ablation schedule on top of the cpu preset
     assert (cpu.iterations, cpu.warmup_iterations, cpu.eval_at_end, cpu.model.rpn_only) == (300, 30, False, False)
+    colab = ablation.base_config("rpn", "colab", {})  # Colab's T4: a quarter of the gpu schedule's 500 x 16 images
+    assert (colab.iterations * colab.batch_size, colab.max_val_images, colab.model.backbone) == (2000, 150, "resnet50")
     schedule = schedule_of(base)
     assert "seed" not in schedule and schedule["iterations"] == 7 and schedule["eval_at_end"] is False
     assert schedule["lr_steps"] == list(base.lr_steps) and json.loads(json.dumps(schedule)) == schedule

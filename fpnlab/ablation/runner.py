@@ -46,9 +46,13 @@ from fpnlab.results import process_command, read_result, write_result
 # gpu: R50, 512 px, batch 16, bf16: 500 iterations (8000 images, 2 epochs of data/shapes) and 150 val
 #      images per variant, about 55 s of training and 30 s of scoring per variant (planned from
 #      torchvision's ~49 img/s at 800x1216 on an H100, scaled to 512 px).
+# colab: the gpu schedule's model and data on Colab's T4, batch 8: 250 iterations (2000 images, a quarter of the gpu
+#      schedule's) and 150 val images per variant, about 5 minutes of training per variant (an estimate, as for
+#      the colab preset: 2000 / 6000 of its ~15 minutes), so that notebook 08's three main rows take ~15 minutes.
 # cpu: ResNet-tiny at the CPU preset's scale, batch 2: 300 iterations (600 images, 3 epochs of shapes-mini).
 ABLATION_SCHEDULES: dict[str, dict[str, Any]] = {
     "gpu": dict(iterations=500, warmup_iterations=100, max_val_images=150, checkpoint_every=500, log_every=20),
+    "colab": dict(iterations=250, warmup_iterations=50, max_val_images=150, checkpoint_every=250, log_every=10),
     "cpu": dict(iterations=300, warmup_iterations=30, checkpoint_every=300),
 }
 EVALUATORS = {"rpn": proposal_recall, "detector": coco_metrics}
