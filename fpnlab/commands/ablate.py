@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--variants", default="all", help=f"comma-separated, from {', '.join(VARIANTS)} (default all)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (default 0)")
-    parser.add_argument("--preset", default="cpu", help="training preset: cpu, gpu or test (default cpu)")
+    parser.add_argument("--preset", default="cpu", help="training preset: cpu, gpu, colab or test (default cpu)")
     parser.add_argument(
         "--set",
         dest="overrides",
