@@ -25,8 +25,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import KernelManager
 
 from assignments import release as assignment
 from assignments.config import POINTS, read_points
@@ -39,6 +37,7 @@ from tools.colab_links import Setting, install_cell, install_cell_index, read_se
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+KERNEL = "fpnlab-fresh-environment"  # the kernel spec of an environment without fpnlab
 WIDGETS_7 = Path(sys.prefix) / "overlays" / "ipywidgets-7.7.1"  # the Makefile's test install puts it there
 
 
@@ -133,15 +132,16 @@ def fresh_kernel(tmp_path_factory):
     python = folder / "venv" / "bin" / "python"
     own_site = next((folder / "venv" / "lib").glob("python*/site-packages"))
     (own_site / "test-environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    spec = folder / "kernels" / "fresh"
+    spec = folder / "jupyter" / "kernels" / KERNEL
     spec.mkdir(parents=True)
     argv = [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "fresh", "language": "python"}))
-    return folder / "kernels", own_site
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": KERNEL, "language": "python"}))
+    return folder / "jupyter", own_site
 
 
-def run_cells(kernels: Path, cells: list[str], cwd: Path, **env: str) -> list[str]:
-    """Run `cells` in a fresh kernel started in `cwd`; the text each printed. Offline: pip sees no index."""
+def run_cells(jupyter: Path, cells: list[str], cwd: Path, **env: str) -> list[str]:
+    """Run `cells` in a new kernel of the fresh environment (its spec under `jupyter`/kernels), started in `cwd`;
+    the text each cell printed. Offline: pip sees no index."""
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # no fpnlab from here
     environment.update(
@@ -153,11 +153,10 @@ def run_cells(kernels: Path, cells: list[str], cwd: Path, **env: str) -> list[st
         FPNLAB_DATA=str(cwd.parent / "cache"),  # a missing shapes-mini would be made here, never in ~/.cache
         **env,
     )
-    km = KernelManager(kernel_name="fresh", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
-    try:
-        PatientClient(notebook, km=km, timeout=180, resources={"metadata": {"path": str(cwd)}}).execute(env=environment)
-    finally:
-        km.shutdown_kernel(now=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JUPYTER_PATH", str(jupyter))  # where the kernel spec is found
+        client = PatientClient(notebook, kernel_name=KERNEL, timeout=180, resources={"metadata": {"path": str(cwd)}})
+        client.execute(env=environment)
     return [
         "".join(out.get("text", "") for out in cell.outputs if out.output_type == "stream") for cell in notebook.cells
     ]
@@ -188,7 +187,7 @@ print("images:", train_set.image_dir)"""
 
 
 def test_the_install_cell_clones_installs_alone_and_the_notebook_runs_on(fresh_kernel, tmp_path):
-    kernels, own_site = fresh_kernel
+    jupyter, own_site = fresh_kernel
     setting = read_setting()
     notebook = nbformat.read(ROOT / "notebooks" / "00_welcome_and_data.ipynb", as_version=4)
     url = published_checkout(tmp_path, setting.branch)
@@ -197,7 +196,7 @@ def test_the_install_cell_clones_installs_alone_and_the_notebook_runs_on(fresh_k
     content = tmp_path / "content"  # Colab's working folder
     content.mkdir()
     settings, environment, data = (notebook.cells[i].source for i in (3, 5, 7))
-    printed = run_cells(kernels, [install, settings, environment, data, PROBE], content)
+    printed = run_cells(jupyter, [install, settings, environment, data, PROBE], content)
     clone = content / "fpnlab-repo"
     assert printed[0] == "fpnlab installed; every package it needs was already here, and nothing else was installed.\n"
     assert printed[3].startswith("200 train images, 120 val images\n")
@@ -209,7 +208,7 @@ def test_the_install_cell_clones_installs_alone_and_the_notebook_runs_on(fresh_k
         "fpnlab-0.1.0.dist-info",
     }
     # a restart: fpnlab now imports from the install (not from the clone's folder), and the cell does nothing
-    again = run_cells(kernels, [install, "import fpnlab.env; print(fpnlab.env.REPO)"], content)
+    again = run_cells(jupyter, [install, "import fpnlab.env; print(fpnlab.env.REPO)"], content)
     assert again == ["", f"{clone}\n"]
 
 
@@ -225,7 +224,7 @@ FAKE_COLAB = {  # the two modules of google.colab that the setup cell uses; the 
 
 
 def test_the_assignment_setup_finds_the_release_in_the_mounted_drive(fresh_kernel, tmp_path):
-    kernels, _ = fresh_kernel
+    jupyter, _ = fresh_kernel
     drive = tmp_path / "gdrive"
     points = read_points(POINTS)
     release = assignment.write_release(drive / "MyDrive" / "fpn-assignment", points, assignment.test_sources(points))
@@ -242,7 +241,7 @@ def test_the_assignment_setup_finds_the_release_in_the_mounted_drive(fresh_kerne
         "import fpnlab; print(ROOT); print(fpnlab.__file__)",
     ]
     env = {"PYTHONPATH": str(tmp_path / "fakes"), "FAKE_DRIVE": str(drive)}
-    printed = run_cells(kernels, cells, content, **env)
+    printed = run_cells(jupyter, cells, content, **env)
     assert printed[1] == f"Mounted at {content / 'drive'}\n"
     assert printed[2].startswith("area: 0 of ")  # the release's stub: the student's unit is not written yet
     found = content / "drive" / "MyDrive" / "fpn-assignment"
