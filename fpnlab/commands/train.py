@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(result.metrics, title=f"COCO metrics, {cfg.dataset} val"))
     if args.export:
         print(f"exported {export_model(result.checkpoint, args.export)}")
-    save_result(args, run_record(args.preset, cfg, result, args.export), result.device)
+    save_result(args, run_record(args.preset, result.config or cfg, result, args.export), result.device)
     return 0
 
 
