@@ -115,7 +115,7 @@ def check_output_file(
     for source in inputs:
         if same_file(path, Path(source)):
             raise FpnlabError(
-                f"{option} {path} is the input file {source} itself (through a link, or by name); pick another "
+                f"{option} {path} is the input file itself ({source}, by name or through a link); pick another "
                 "name, so that the input is not overwritten."
             )
     check_replaceable(path, option, may_replace)
@@ -304,12 +304,14 @@ def _open_regular(path: Path, what: str, flags: int, mode: str) -> IO[Any]:
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise FpnlabError(f"{what} {path} is not a regular file (a pipe, socket or device); it was left as it is.")
-    return os.fdopen(fd, mode, newline="")
+    return os.fdopen(fd, mode) if "b" in mode else os.fdopen(fd, mode, newline="")
 
 
-def open_append(path: Path, what: str) -> IO[str]:
-    """`path` opened to add lines at its end (metrics.csv), created if missing; never through a link."""
-    return _open_regular(path, what, os.O_WRONLY | os.O_APPEND, "a")
+def open_append(path: Path, what: str, binary: bool = False, truncate: bool = False) -> IO[Any]:
+    """`path` opened to add to its end (metrics.csv, a download's .part), created if missing, emptied first
+    with `truncate`; never through a link."""
+    flags = os.O_WRONLY | os.O_APPEND | (os.O_TRUNC if truncate else 0) | getattr(os, "O_BINARY", 0)
+    return _open_regular(path, what, flags, "ab" if binary else "a")
 
 
 def open_lock(path: Path, what: str) -> IO[str]:

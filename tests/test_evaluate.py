@@ -273,5 +273,5 @@ def test_a_checkpoint_of_other_classes_is_refused_naming_both(tmp_path):
         evaluate_checkpoint(tmp_path / "other.pt", dataset="shapes-mini", progress=None)
     assert str(err.value) == (
         f"checkpoint {tmp_path / 'other.pt'} detects {', '.join(renamed)} but dataset "
-        f"shapes-mini has {', '.join(CATEGORIES)}."
+        f"shapes-mini has {', '.join(CATEGORIES)} (label by label); its scores would be wrong, so it was not scored."
     )

@@ -25,7 +25,6 @@ import contextlib
 import io
 import json
 import math
-import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +39,7 @@ from fpnlab.data.images import open_image
 from fpnlab.data.transforms import ToTensor
 from fpnlab.errors import DataError
 from fpnlab.model.boxes import xywh_to_xyxy
+from fpnlab.outputs import write_atomic
 
 MAX_COORDINATE = 100_000  # pixels: a box coordinate beyond this is a broken file, not a large image
 # COCOeval's size buckets, on an annotation's `area` (pixels).
@@ -173,11 +173,10 @@ def read_coco_json(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def write_coco_json(path: Path, data: dict[str, Any]) -> None:
-    """Write a COCO file atomically (temporary file, then rename): a reader never sees half of it."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, separators=(",", ":")))
-    os.replace(tmp, path)
+def write_coco_json(path: Path, data: dict[str, Any], may_replace: Callable[[Path], bool] | None = None) -> Path:
+    """Write a COCO file atomically (fpnlab.outputs): a reader never sees half of it; it replaces only what
+    `may_replace` accepts as the lab's own file."""
+    return write_atomic(path, json.dumps(data, separators=(",", ":")), "annotation file", may_replace=may_replace)
 
 
 def _coco_index(data: dict[str, Any]) -> COCO:
