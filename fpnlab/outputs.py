@@ -297,6 +297,9 @@ def rename_folder(source: Path, target: Path, what: str) -> Path:
 
 def _open_regular(path: Path, what: str, flags: int, mode: str) -> IO[Any]:
     """Open (creating) `path` with `flags`, never through a link, and only if it is a regular file."""
+    with contextlib.suppress(OSError):
+        if not stat.S_ISREG(os.lstat(path).st_mode) and not os.path.islink(path):
+            raise FpnlabError(f"{what} {path} is not a regular file (a pipe, socket or device); it was left as it is.")
     try:
         fd = os.open(path, flags | os.O_CREAT | NOFOLLOW | NONBLOCK, 0o666)
     except OSError as err:
