@@ -18,19 +18,20 @@ from fpnlab.errors import DataError, FpnlabError
 from fpnlab.outputs import write_failure
 
 
-def check_regular_file(path: Path, what: str, error: type[FpnlabError] = DataError) -> os.stat_result:
-    """The stat of `path` when it is an existing regular file (through links); `error` naming it otherwise."""
+def check_regular_file(path: Path, what: str, error: type[FpnlabError] = DataError, where: str = "") -> os.stat_result:
+    """The stat of `path` when it is an existing regular file (through links); `error` naming it otherwise
+    (`where`, e.g. " (listed in val.json)", follows the name)."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise error(f"{what} {path} does not exist.") from None
+        raise error(f"{what} {path}{where} does not exist.") from None
     except (OSError, ValueError) as err:  # a name too long, a part of it a file, a NUL byte, a loop of links
         reason = write_failure(err).replace("write", "read") if isinstance(err, OSError) else str(err)
-        raise error(f"{what} {path} cannot be read: {reason}.") from None
+        raise error(f"{what} {path}{where} cannot be read: {reason}.") from None
     if stat.S_ISDIR(info.st_mode):
-        raise error(f"{what} {path} is a folder, not a file.")
+        raise error(f"{what} {path}{where} is a folder, not a file.")
     if not stat.S_ISREG(info.st_mode):
-        raise error(f"{what} {path} is not a regular file (a pipe, socket or device), so it was not read.")
+        raise error(f"{what} {path}{where} is not a regular file (a pipe, socket or device), so it was not read.")
     return info
 
 
