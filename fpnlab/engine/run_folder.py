@@ -32,6 +32,7 @@ from fpnlab.errors import FpnlabError
 from fpnlab.outputs import (
     TEMP_SUFFIX,
     always,
+    check_replaceable,
     check_writable_folder,
     folder_entries,
     is_regular,
@@ -50,6 +51,13 @@ except ImportError:  # Windows
     import msvcrt
 
 MARKER = "fpnlab-run.json"
+LAB_FILES = {  # what a run writes in its folder, by name
+    "checkpoint.pt": "checkpoint",
+    "metrics.csv": "metrics log",
+    "config.json": "config.json",
+    "metrics.json": "metrics.json",
+    ".lock": "run folder lock",
+}
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,11 @@ class RunFolder:
         """FpnlabError unless the folder can hold a run's files and is new, empty or the lab's (nothing is
         created yet)."""
         check_writable_folder(self.path, "run folder")
-        if not self.path.is_dir() or is_regular(self.marker):
+        if not self.path.is_dir():
+            return
+        if is_regular(self.marker):
+            for name, what in LAB_FILES.items():  # no link, pipe or folder where the lab writes
+                check_replaceable(self.path / name, what, may_replace=always)
             return
         entries = folder_entries(self.path)
         if entries:
