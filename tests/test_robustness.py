@@ -23,6 +23,9 @@ import os
 import signal
 import socket
 import stat
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -670,3 +673,66 @@ def test_each_case_of_the_issue(setup, argv, expected, env, tmp_path, monkeypatc
     else:
         assert code == 0, err
         assert expected(tmp_path, out)
+
+
+# --- SIGKILL while a checkpoint is being written, with links laid where a fixed temporary name would be ---------
+
+HALF_WRITE = """
+import os, sys, time
+from pathlib import Path
+import fpnlab.outputs as outputs
+
+real, checkpoints = outputs._write_all, []
+
+def half_then_wait(fd, data, sync):  # the second checkpoint stops half-written: then the test kills us
+    if data[:2] == b"PK":
+        checkpoints.append(1)
+        if len(checkpoints) == 2:
+            os.write(fd, data[: len(data) // 2])
+            Path(sys.argv[2]).write_text("half written")
+            time.sleep(120)
+    return real(fd, data, sync)
+
+outputs._write_all = half_then_wait
+from fpnlab.cli import main
+sys.exit(main(["train", "--preset", "test", "--run-dir", sys.argv[1], "--no-progress"]))
+"""
+
+
+def test_sigkill_while_a_checkpoint_is_written_loses_nothing_and_follows_no_link(tmp_path, capsys):
+    """Killed mid-write: the previous checkpoint is intact, the links at the old fixed temporary names and the
+    files they point to are untouched, the half-written file is a regular file of the lab's, and the same
+    command resumes the run to the end (removing that leftover)."""
+    run = run_folder(tmp_path)
+    for name in ("checkpoint.pt.tmp", "metrics.csv.tmp", "config.json.tmp"):
+        (run / name).symlink_to(victim(tmp_path))
+    before = snapshot(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    flag = tmp_path / "flag"
+    process = subprocess.Popen([sys.executable, "-c", HALF_WRITE, str(run), str(flag)], env=env)
+    try:
+        deadline = time.monotonic() + 240
+        while not flag.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert flag.exists(), "the run never reached its second checkpoint"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    after = snapshot(tmp_path)
+    assert {name: after[name] for name in before if name not in LAB_RUN_FILES} == {
+        name: digest for name, digest in before.items() if name not in LAB_RUN_FILES
+    }
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 6  # the one before the kill
+    leftovers = [p for p in run.iterdir() if p.name.endswith(".fpnlab-tmp")]
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".checkpoint.pt.")
+    assert stat.S_ISREG(os.lstat(leftovers[0]).st_mode)  # written where it was created, through no link
+    capsys.readouterr()
+    assert main(["train", "--preset", "test", "--run-dir", str(run), "--no-progress"]) == 0  # the same command
+    assert f"Resuming {run / 'checkpoint.pt'} at iteration 6." in capsys.readouterr().out
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 12
+    assert not any(p.name.endswith(".fpnlab-tmp") for p in run.iterdir())  # the killed run's leftover is gone
+    final = snapshot(tmp_path)
+    assert {name: final[name] for name in before if name not in LAB_RUN_FILES | {"flag"}} == {
+        name: digest for name, digest in before.items() if name not in LAB_RUN_FILES
+    }
