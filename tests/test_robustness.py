@@ -73,20 +73,6 @@ def photo(path: Path, size: tuple[int, int] = (64, 48), exif: dict[int, int] | N
     return path
 
 
-def dataset(root: Path, val: dict | None = None, image: Callable[[Path], Any] | None = None) -> Path:
-    """A COCO dataset folder with one 64 x 48 image per split (the val annotations may be replaced)."""
-    good = {
-        "images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 20, 20], "area": 400, "iscrowd": 0}],
-        "categories": [{"id": 1, "name": "circle"}],
-    }
-    for split in ("train", "val"):
-        (root / split).mkdir(parents=True)
-        (image or photo)(root / split / "a.jpg")
-        (root / f"{split}.json").write_text(json.dumps(val if split == "val" and val is not None else good))
-    return root
-
-
 def victim(folder: Path) -> Path:
     path = folder / "victim.txt"
     path.write_text("the user's own file")
@@ -165,6 +151,12 @@ def shapes(folder: Path, val: Callable[[dict], Any] | None = None, pipe: bool = 
 def strip_optional_fields(data: dict) -> None:
     for ann in data["annotations"]:
         ann.pop("area"), ann.pop("iscrowd")
+
+
+def huge_image_id(data: dict) -> None:
+    data["images"][0]["id"] = 2**70
+    for ann in data["annotations"]:
+        ann["image_id"] = 2**70
 
 
 def new_folder(path: Path) -> Path:
@@ -443,7 +435,7 @@ CASES: list[tuple[str, str, Callable[[Path], Any], list[str], str | Callable[[Pa
     (
         "hang",
         "an annotation file that is a named pipe",
-        lambda d: (dataset(d / "data"), (d / "data" / "val.json").unlink(), mkfifo(d / "data" / "val.json")),
+        lambda d: (shapes(d), (d / "data" / "val.json").unlink(), mkfifo(d / "data" / "val.json")),
         ["eval", "--dataset", "data", "--no-progress"],
         "annotation file data/val.json is not a regular file",
         {},
@@ -604,14 +596,7 @@ CASES: list[tuple[str, str, Callable[[Path], Any], list[str], str | Callable[[Pa
     (
         "traceback",
         "an image id beyond 64 bits",
-        lambda d: dataset(
-            d / "data",
-            val={
-                "images": [{"id": 2**70, "file_name": "a.jpg"}],
-                "annotations": [],
-                "categories": [{"id": 1, "name": "circle"}],
-            },
-        ),
+        lambda d: shapes(d, val=huge_image_id),
         ["eval", "--dataset", "data", "--no-progress"],
         "images[0]['id'] is 1180591620717411303424, beyond a 64-bit",
         {},
@@ -736,3 +721,92 @@ def test_sigkill_while_a_checkpoint_is_written_loses_nothing_and_follows_no_link
     assert {name: final[name] for name in before if name not in LAB_RUN_FILES | {"flag"}} == {
         name: digest for name, digest in before.items() if name not in LAB_RUN_FILES
     }
+
+
+# --- the Python API and the notebook helpers: FpnlabError in one sentence, never another exception -----------
+
+
+def tiny_detector() -> Any:
+    import dataclasses
+
+    from fpnlab.engine.presets import get_preset
+    from fpnlab.model.detector import build_detector
+
+    return build_detector(dataclasses.replace(get_preset("test").model, num_classes=3))
+
+
+def train_with_labels(dtype: torch.dtype) -> Any:
+    target = {"boxes": torch.tensor([[2.0, 2.0, 20.0, 20.0]]), "labels": torch.tensor([1]).to(dtype)}
+    return tiny_detector().train()([torch.rand(3, 32, 32)], [target])
+
+
+def features() -> dict[str, torch.Tensor]:
+    return {f"p{k}": torch.rand(1, 4, 64 // 2**k, 64 // 2**k) for k in (2, 3, 4, 5)}
+
+
+def level_explorer() -> Any:
+    from fpnlab.teaching.widgets import LevelAssignmentExplorer
+
+    return LevelAssignmentExplorer(torch.rand(3, 64, 64), features())
+
+
+def anchor_explorer() -> Any:
+    from fpnlab.model.anchors import AnchorGenerator
+    from fpnlab.teaching.widgets import AnchorExplorer
+
+    generator = AnchorGenerator(((16,), (32,)), ((0.5, 1.0, 2.0),) * 2)
+    return AnchorExplorer(torch.rand(3, 64, 64), generator, {"p2": (16, 16), "p3": (8, 8)})
+
+
+def questions_check(*args: Any) -> Any:
+    from fpnlab.teaching.questions import check
+
+    return check(*args)
+
+
+def level(*args: Any, **kwargs: Any) -> Any:
+    from fpnlab.model.levels import assign_levels, continuous_level
+
+    if isinstance(args[0], torch.Tensor):
+        return assign_levels(*args, **kwargs)
+    return continuous_level(*args, **kwargs)
+
+
+def browser(name: str) -> Any:
+    from fpnlab.teaching.widgets import FeatureMapBrowser
+
+    return FeatureMapBrowser(features()).update(name)
+
+
+API_CASES: list[tuple[str, Callable[[], Any], str]] = [
+    ("labels int32", lambda: train_with_labels(torch.int32), "['labels'] must be a (1,) int64 tensor"),
+    ("labels uint8", lambda: train_with_labels(torch.uint8), "['labels'] must be a (1,) int64 tensor"),
+    ("labels bool", lambda: train_with_labels(torch.bool), "['labels'] must be a (1,) int64 tensor"),
+    ("an image on the meta device", lambda: tiny_detector().eval()([torch.empty(3, 32, 32, device="meta")]), "meta"),
+    ("questions.check with a list", lambda: questions_check(["03.p2_anchors"], 19200), "unknown question"),
+    ("Eq. 1 for a width of 0", lambda: level(0.0, 10.0), "a width and a height > 0"),
+    ("Eq. 1 for a negative width", lambda: level(-4.0, 10.0), "a width and a height > 0"),
+    ("Eq. 1 with canonical size 0", lambda: level(10.0, 10.0, canonical_size=0), "canonical size must be"),
+    (
+        "assign_levels with canonical size 0",
+        lambda: level(torch.tensor([[0.0, 0, 9, 9]]), canonical_size=0),
+        "canonical size must be",
+    ),
+    ("the level slider at width 0", lambda: level_explorer().update(0, 10), "a width and a height > 0"),
+    (
+        "the level slider compared with P9",
+        lambda: level_explorer().update(50, 50, compare_level=9),
+        "unknown pyramid level 'p9'",
+    ),
+    ("the feature browser on P7", lambda: browser("p7"), "unknown pyramid level 'p7'"),
+    ("the anchor explorer on P6", lambda: anchor_explorer().update("p6", 3, 3), "unknown pyramid level 'p6'"),
+]
+
+
+@pytest.mark.parametrize("call, message", [case[1:] for case in API_CASES], ids=[case[0] for case in API_CASES])
+def test_the_python_api_refuses_in_one_sentence(call, message):
+    from fpnlab.errors import FpnlabError
+
+    with pytest.raises(FpnlabError) as err:
+        call()
+    assert message in str(err.value) and "\n" not in str(err.value)
