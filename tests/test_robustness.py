@@ -810,3 +810,60 @@ def test_the_python_api_refuses_in_one_sentence(call, message):
     with pytest.raises(FpnlabError) as err:
         call()
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_dataset_image_turned_by_its_exif_orientation_is_named_as_such(tmp_path):
+    from fpnlab.data import CocoDetection
+    from fpnlab.errors import DataError
+
+    photo(tmp_path / "images" / "a.jpg", (64, 48), exif={0x0112: 6})  # stored 64 x 48, shown 48 x 64
+    record = {"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}
+    (tmp_path / "a.json").write_text(
+        json.dumps({"images": [record], "annotations": [], "categories": [{"id": 1, "name": "x"}]})
+    )
+    with pytest.raises(DataError) as err:
+        CocoDetection(tmp_path / "images", tmp_path / "a.json")[0]
+    assert str(err.value) == (
+        f"image file {tmp_path / 'images' / 'a.jpg'} is 48x64 pixels once its EXIF orientation 6 is applied (as a "
+        f"viewer shows it) but {tmp_path / 'a.json'} says 64x48."
+    )
+    (tmp_path / "a.json").write_text(
+        json.dumps(
+            {
+                "images": [{**record, "width": 48, "height": 64}],
+                "annotations": [],
+                "categories": [{"id": 1, "name": "x"}],
+            }
+        )
+    )
+    image, _ = CocoDetection(tmp_path / "images", tmp_path / "a.json")[0]
+    assert tuple(image.shape) == (3, 64, 48)  # upright, as annotated
+
+
+def test_a_full_disk_during_make_data_is_one_line_and_names_the_file(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import fpnlab.outputs as outputs
+
+    real, calls = outputs._write_all, []
+
+    def full_after_two(fd, data, sync):
+        calls.append(1)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data, sync)
+
+    monkeypatch.setattr(outputs, "_write_all", full_after_two)
+    argv = ["make-data", "--out", str(tmp_path / "o"), "--train", "3", "--val", "1", "--size", "64", "--workers", "1"]
+    assert main([*argv, "--no-progress"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and line.startswith("fpnlab make-data: error: could not write dataset image ")
+    assert line.endswith("the disk is full (free some space, or write to another disk).")
+
+
+def test_the_train_command_states_its_resume_rule(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "settings that change the model, the data or their order" in text
+    assert "takes effect from the resume iteration, and metrics.csv's lr column shows it" in text
