@@ -423,6 +423,14 @@ CASES: list[tuple[str, str, Callable[[Path], Any], list[str], str | Callable[[Pa
         ),
         {},
     ),
+    (  # found by hypothesis (tests/test_properties.py): one level takes every anchor size (Table 1 row f)
+        "wrong",
+        "--set model.levels=p2: all four anchor sizes on P2",
+        lambda d: None,
+        ["train", *QUICK, "--run-dir", "run", "--set", "model.levels=p2"],
+        lambda d, out: json.loads((d / "run" / "config.json").read_text())["model"]["levels"] == ["p2"],
+        {},
+    ),
     # --- hangs --------------------------------------------------------------------------------------
     (
         "hang",
