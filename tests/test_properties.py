@@ -70,7 +70,7 @@ RANGES: dict[str, tuple[tuple[str, ...], Any]] = {
     "weight_decay": (("weight_decay",), lambda v: 0 <= v < math.inf),
     "hflip_prob": (("hflip_prob",), lambda v: 0 <= v <= 1),
     "gamma": (("gamma",), lambda v: 0 < v <= 1),
-    "iterations": (("iterations",), lambda v: v >= 12),  # warm-up: 2, checkpoints every 6
+    "iterations": (("iterations",), lambda v: v >= 2),  # at least the warm-up (2); a checkpoint at the end
     "batch_size": (("batch_size",), lambda v: 1 <= v <= 4096),
     "seed": (("seed",), lambda v: 0 <= v < 2**32),
     "num_workers": (("num_workers",), lambda v: 0 <= v <= 256),
