@@ -9,8 +9,9 @@ checks, by class:
     hang        exit 2 at once (a 30 s alarm turns a hang into a failure)
     traceback   exit 2 with exactly one line that names the file or setting
 
-The file imports nothing from fpnlab but its command line, so the same cases run against any version:
-that is how the issue's "before -> after" counts were taken.
+The cases use only what every version of fpnlab has (its command line, make_dataset, the Python API's
+names), so the same cases run against any version: that is how the issue's "before -> after" counts
+were taken. Below them: a SIGKILL while a checkpoint is written, and the Python API's own cases.
 """
 
 from __future__ import annotations
