@@ -3,6 +3,9 @@
 The notebooks are committed without outputs; without this hook nbval would have nothing to compare a
 `# NBVAL_CHECK_OUTPUT` cell with, and every claim such a cell guards would go unchecked.
 
+Hypothesis (tests/test_properties.py) runs under one profile: derandomized (the same examples on every run,
+no example database), no deadline (a shared CI machine's timing is not a property).
+
 Progress bars in tests take a lock of their own process and run without tqdm's monitor thread. tqdm's
 default lock is shared by every process forked from one parent (mutmut forks a test process per mutant):
 one killed while holding it (a timeout) leaves it taken for all the others, and each of their bars hangs.
@@ -14,12 +17,23 @@ import threading
 from pathlib import Path
 
 import nbformat
+from hypothesis import HealthCheck, settings
 from tqdm import tqdm
 
 from tests.notebook_outputs import MARK, load_expected, source_hash
 
 tqdm.set_lock(threading.RLock())  # see above
 tqdm.monitor_interval = 0  # no monitor thread, which could hold the lock when a test process forks
+
+settings.register_profile(
+    "fpnlab",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile("fpnlab")
 
 
 def pytest_collection_modifyitems(items: list) -> None:

@@ -1,8 +1,9 @@
 """The `fpnlab` command line: one sub-command per job, each a module of fpnlab.commands.
 
 A command's module is imported only when that command runs, so `fpnlab --help` answers at once.
-Any FpnlabError (a bad path, file, option or setting) is printed as one line naming the problem and
-the command exits with code 2; `--debug` shows the traceback as well. Ctrl-C exits with 130.
+Any FpnlabError (a bad path, file, option or setting), and any OSError no module wrapped (it names its
+file), is printed as one line naming the problem and the command exits with code 2; `--debug` shows
+the traceback as well. Ctrl-C exits with 130.
 """
 
 from __future__ import annotations
@@ -53,13 +54,20 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = typed_command(argv)
     try:
         return int(importlib.import_module(COMMANDS[name][0]).run(args) or 0)
-    except FpnlabError as err:
+    except (FpnlabError, OSError) as err:  # an OSError is always about a path: said in one line too
         if args.debug:
             traceback.print_exc()
-        print(f"fpnlab {name}: error: {err}", file=sys.stderr)
+        print(f"fpnlab {name}: error: {err if isinstance(err, FpnlabError) else os_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def os_error(err: OSError) -> str:
+    """An OSError no module wrapped, in one line naming the file: "photos/x.jpg: File name too long"."""
+    names = [str(n) for n in (err.filename, err.filename2) if n is not None]
+    where = f"{' -> '.join(names)}: " if names else ""
+    return f"{where}{err.strerror or type(err).__name__} ({type(err).__name__})."
 
 
 def typed_command(argv: list[str]) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Iterator, Mapping
@@ -52,8 +53,9 @@ def update(obj: T, values: Mapping[str, Any], where: str | None = None) -> T:
 def coerce(value: Any, kind: Any, where: str) -> Any:
     """`value` as type `kind` (int, float, bool, str, X | None, tuple[X, ...], a dataclass), else FpnlabError.
 
-    Integers are accepted where a float is expected, lists where a tuple is, and a single number where
-    a tuple of numbers is (`lr_steps=0.5` -> (0.5,)); nothing else is converted.
+    Integers are accepted where a float is expected, lists where a tuple is, a single number where
+    a tuple of numbers is (`lr_steps=0.5` -> (0.5,)), and a comma-separated string where a tuple is
+    (`levels="p2,p3,p4,p5"`, the command line's form); nothing else is converted. A float must be finite.
     """
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
@@ -65,6 +67,8 @@ def coerce(value: Any, kind: Any, where: str) -> Any:
             except FpnlabError:
                 pass
     elif origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if isinstance(value, str) and "," in value:
+            value = [literal(part.strip()) for part in value.split(",") if part.strip()]
         items = value if isinstance(value, (list, tuple)) else [value]
         try:
             return tuple(coerce(item, args[0], where) for item in items)
@@ -76,6 +80,8 @@ def coerce(value: Any, kind: Any, where: str) -> Any:
         if isinstance(value, Mapping):
             return update(kind(), value, where)
     elif kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise FpnlabError(f"{where} expects a finite number, got {value!r}.")
         return float(value)
     elif kind in (int, bool, str) and type(value) is kind:
         return value

@@ -113,7 +113,7 @@ def test_eval_and_detect_use_the_exported_model(trained, tmp_path):
 def test_resuming_with_another_model_is_a_clear_mismatch(trained):
     root, _ = trained
     result = in_process("train", "--preset", "test", "--run-dir", root / "run", "--set", "model.fpn_channels=16")
-    assert_one_line_error(result, "checkpoint.pt does not match the model", "shape(s) differ")
+    assert_one_line_error(result, "checkpoint.pt was trained with other model.fpn_channels", "start afresh")
 
 
 def test_eval_on_a_dataset_that_is_not_there(trained):

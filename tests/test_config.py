@@ -163,7 +163,8 @@ def test_parse_set_reads_python_literals_and_dotted_names():
         (dict(lr_steps=(0.8, 0.5)), "increasing fractions"),
         (dict(lr=0), "lr must be > 0"),
         (dict(gamma=0), "gamma must be in"),
-        (dict(seed=-1), "seed must be >= 0"),
+        (dict(seed=-1), "seed must be in 0..4294967295, got -1"),
+        (dict(seed=2**32), "seed must be in 0..4294967295, got 4294967296"),
         (dict(model={"box": {"representation_size": 100_000_000}}), "representation_size must be in 1..16384"),
         (
             dict(model={"fpn_channels": 4096, "box": {"representation_size": 16384}}),

@@ -273,5 +273,42 @@ def test_a_checkpoint_of_other_classes_is_refused_naming_both(tmp_path):
         evaluate_checkpoint(tmp_path / "other.pt", dataset="shapes-mini", progress=None)
     assert str(err.value) == (
         f"checkpoint {tmp_path / 'other.pt'} detects {', '.join(renamed)} but dataset "
-        f"shapes-mini has {', '.join(CATEGORIES)}."
+        f"shapes-mini has {', '.join(CATEGORIES)} (label by label); its scores would be wrong, so it was not scored."
     )
+
+
+def test_annotations_without_area_and_iscrowd_score_as_pycocotools_scores_them_filled_in(tmp_path):
+    """pycocotools' COCOeval reads `area` and `iscrowd` of every ground-truth box; a file without them scores
+    exactly as pycocotools scores the same file with area = w x h and iscrowd = 0 written in (loadRes's rule)."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from fpnlab.data import CocoDetection
+
+    root = write_sparse_id_dataset(tmp_path / "data")
+    data = json.loads((root / "val.json").read_text())
+    for ann in data["annotations"]:
+        ann.pop("area"), ann.pop("iscrowd")
+    (root / "bare.json").write_text(json.dumps(data))
+    bare = CocoDetection(root / "val", root / "bare.json")
+    ours = coco_metrics(Oracle(bare, shift=SHIFT), bare, progress=None)
+
+    filled = {
+        **data,
+        "annotations": [{**a, "area": a["bbox"][2] * a["bbox"][3], "iscrowd": 0} for a in data["annotations"]],
+    }
+    (root / "filled.json").write_text(json.dumps(filled))
+    detections = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "score": 1.0,
+         "bbox": [a["bbox"][0] + SHIFT * a["bbox"][2], a["bbox"][1], a["bbox"][2], a["bbox"][3]]}
+        for a in filled["annotations"] if a["bbox"][2] > 0 and a["bbox"][3] > 0
+    ]  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()):
+        truth = COCO(str(root / "filled.json"))
+        evaluator = COCOeval(truth, truth.loadRes(detections), "bbox")
+        evaluator.evaluate(), evaluator.accumulate(), evaluator.summarize()
+    assert list(ours.values()) == pytest.approx(list(evaluator.stats), abs=1e-6)
+    assert ours["AP50"] == 1.0 and ours["AP"] < 1.0  # IoU 0.724: every box at 0.5, not at 0.75 and above

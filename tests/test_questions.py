@@ -70,6 +70,11 @@ def test_check_says_right_wrong_or_not_answered(capsys):
 
 
 def test_agreement_rules():
-    assert agrees(3.0, 3, 0.0) and not agrees(True, 1, 0.0) and not agrees("3", 3, 0.0)
+    assert agrees(3.0, 3, 0.0) and not agrees(True, 1, 0.0) and agrees("3", 3, 0.0) and not agrees("three", 3, 0.0)
     assert agrees(" Fewer ", "fewer", 0.0) and not agrees("more", "fewer", 0.0)
     assert agrees(0.0151, 0.015015, 0.02) and not agrees(0.016, 0.015015, 0.02)
+
+
+def test_check_takes_only_a_question_name(capsys):
+    with pytest.raises(FpnlabError, match=r"unknown question \['03.p2_anchors'\]"):
+        check(["03.p2_anchors"], 19200)

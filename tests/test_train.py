@@ -293,16 +293,17 @@ def test_augmentation_depends_on_the_sample_seed_only():
 def test_a_run_folder_made_read_only_mid_run_gives_one_clear_error(tmp_path, monkeypatch):
     """The log and the checkpoint both name the folder and the cause; the last checkpoint stays."""
     import errno
-    import pathlib
 
-    real_open, calls = pathlib.Path.open, itertools.count(1)
+    import fpnlab.engine.runlog as runlog
 
-    def refuse_after_a_while(self, mode="r", *args, **kwargs):
-        if self.name == "metrics.csv" and "a" in mode and next(calls) > 6:
-            raise PermissionError(errno.EROFS, "Read-only file system", str(self))
-        return real_open(self, mode, *args, **kwargs)
+    real_open, calls = runlog.open_append, itertools.count(1)
 
-    monkeypatch.setattr(pathlib.Path, "open", refuse_after_a_while)
+    def refuse_after_a_while(path, what):
+        if next(calls) > 6:
+            raise PermissionError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, what)
+
+    monkeypatch.setattr(runlog, "open_append", refuse_after_a_while)
     with pytest.raises(FpnlabError, match=r"could not write .*metrics.csv: no permission to write there"):
         train(TEST, tmp_path, progress=None)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["iteration"] == 6  # saved at checkpoint_every=6
@@ -315,7 +316,9 @@ def test_a_run_reports_what_it_did(tmp_path):
     assert result.device == torch.device("cpu") and result.iteration == 3 and result.run_dir == tmp_path
     assert 0 < result.wall_s < 600 and result.metrics == {}  # the test preset does not evaluate
     assert result.images_per_s * result.wall_s == pytest.approx(3 * cfg.batch_size)
-    assert json.loads((tmp_path / "config.json").read_text()) == json.loads(json.dumps(cfg.to_dict()))
+    ran = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_classes=7))  # 6 shapes + background
+    assert json.loads((tmp_path / "config.json").read_text()) == json.loads(json.dumps(ran.to_dict()))
+    assert result.config == ran
     assert not (tmp_path / "metrics.json").exists()
     assert result.curves()["iteration"] == [1, 2, 3] and result.curves()["loss"] == [r["loss"] for r in result.history]
 
@@ -336,10 +339,59 @@ def test_resuming_says_where_and_which_settings_changed(tmp_path, capsys):
     capsys.readouterr()
     train(get_preset("test", iterations=3, lr=0.005), tmp_path, progress=False)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"Resuming {tmp_path / 'checkpoint.pt'} at iteration 2 with changed settings: iterations, lr."
+    assert lines[0] == (
+        f"Resuming {tmp_path / 'checkpoint.pt'} at iteration 2 with changed settings: iterations, lr "
+        "(in effect from here on)."
+    )
     assert lines[1] == "train: 1 it ..."  # only what is left
     train(get_preset("test", iterations=3, lr=0.005), tmp_path, progress=None)  # finished: nothing changed
     assert capsys.readouterr().out.splitlines()[0] == f"Resuming {tmp_path / 'checkpoint.pt'} at iteration 3."
+
+
+def test_schedule_settings_changed_on_resume_take_effect_and_the_lr_column_shows_it(tmp_path, capsys):
+    """Rule: lr, momentum, weight decay, the schedule... take effect from the resume iteration."""
+    train(get_preset("test", iterations=2), tmp_path / "b", progress=None)
+    changed = get_preset("test", iterations=4, lr=0.005, momentum=0.5, weight_decay=0.0)
+    resumed = train(changed, tmp_path / "b", progress=None)
+    rows = {int(r["iteration"]): r["lr"] for r in resumed.history}
+    # test preset: warm-up 2 iterations, then a cosine over iterations 2..4: after iteration 3 the factor is
+    # 0.5 * (1 + cos(pi / 2)) = 0.5, after iteration 4 it is 0
+    assert rows[3] == pytest.approx(0.005 * 0.5) and rows[4] == pytest.approx(0.0, abs=1e-12)
+    assert rows[2] == pytest.approx(0.01)  # the first part's lr (0.01 x factor 1 after the warm-up)
+    state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    decay, no_decay = state["optimizer"]["param_groups"]
+    assert decay["momentum"] == no_decay["momentum"] == 0.5 and decay["weight_decay"] == 0.0
+    assert decay["initial_lr"] == 0.005 and state["train_config"]["lr"] == 0.005
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["lr"] == 0.005
+
+
+@pytest.mark.parametrize(
+    "change, names",
+    [
+        ({"seed": 3}, "seed"),
+        ({"batch_size": 4}, "batch_size"),
+        ({"hflip_prob": 0.0}, "hflip_prob"),
+        ({"model": {"rpn": {"nms_thresh": 0.6}}}, "model.rpn.nms_thresh"),
+        ({"model": {"fpn_channels": 16}, "max_train_images": 6}, "max_train_images, model.fpn_channels"),
+    ],
+)
+def test_settings_of_the_model_or_the_data_cannot_change_on_resume(tmp_path, change, names):
+    train(get_preset("test", iterations=2), tmp_path, progress=None)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(FpnlabError) as err:
+        train(get_preset("test", iterations=4, **change), tmp_path, progress=None)
+    assert str(err.value) == (
+        f"{tmp_path / 'checkpoint.pt'} was trained with other {names}; settings that change the model, the "
+        "data or their order cannot change when a run resumes: resume with the values in its config.json, "
+        "or start afresh in another --run-dir."
+    )
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_the_number_of_classes_comes_from_the_data_and_another_is_refused(tmp_path):
+    with pytest.raises(FpnlabError, match=r"model.num_classes is 5, but it is taken from the dataset, whose 6 "):
+        train(get_preset("test", model={"num_classes": 5}), tmp_path, progress=None)
+    assert not (tmp_path / "checkpoint.pt").exists()
 
 
 def test_what_a_divergence_message_says_about_the_checkpoint_kept(tmp_path):

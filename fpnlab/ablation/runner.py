@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -38,6 +37,7 @@ from fpnlab.engine.loop import train
 from fpnlab.engine.presets import TrainConfig, get_preset
 from fpnlab.env import device_name
 from fpnlab.errors import FpnlabError
+from fpnlab.outputs import temporary_folder
 from fpnlab.overrides import update
 from fpnlab.results import process_command, read_result, write_result
 
@@ -64,8 +64,13 @@ EVALUATORS = {"rpn": proposal_recall, "detector": coco_metrics}
 def base_config(stage: str, preset: str, overrides: dict[str, Any]) -> TrainConfig:
     """The TrainConfig every variant of `stage` shares: preset, ablation schedule, stage model, overrides."""
     cfg = get_preset(preset, **ABLATION_SCHEDULES.get(preset, {}), eval_at_end=False)
-    cfg = dataclasses.replace(cfg, model=STAGES[stage].model(cfg.model))
-    return update(cfg, overrides)
+    cfg = update(dataclasses.replace(cfg, model=STAGES[stage].model(cfg.model)), overrides)
+    if cfg.model.rpn_only != (stage == "rpn"):
+        raise FpnlabError(
+            f"model.rpn_only={cfg.model.rpn_only} does not fit --stage {stage}: the stage sets it "
+            "(rpn: the RPN alone, detector: the whole detector); leave it unset."
+        )
+    return cfg
 
 
 def variant_config(base: TrainConfig, variant: str, seed: int) -> TrainConfig:
@@ -104,7 +109,7 @@ class RunTask(NamedTuple):
 def run_task(task: RunTask) -> dict[str, Any]:
     """Train the task's model, then score it on the val split: one entry of record["runs"]."""
     with contextlib.ExitStack() as stack:
-        run_dir = task.run_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fpnlab-ablate-")))
+        run_dir = task.run_dir or stack.enter_context(temporary_folder("fpnlab-ablate-"))
         result = train(task.cfg, run_dir, progress=task.progress)
         start = time.perf_counter()
         device = resolve_device(task.cfg.device)
@@ -196,7 +201,7 @@ def run_ablation(
     record and in each run (default: the process's command line).
     """
     variants = list(variants) if variants is not None else list(VARIANTS)
-    check_names(stage, variants)
+    check_names(stage, variants, list(seeds))
     if jobs < 1:
         raise FpnlabError(f"jobs must be >= 1, got {jobs}.")
     command = command or process_command()

@@ -107,13 +107,21 @@ STAGES: dict[str, Stage] = {
 }
 
 
-def check_names(stage: str, variants: Sequence[str]) -> None:
-    """FpnlabError for an unknown stage or variant name."""
+def check_names(stage: str, variants: Sequence[str], seeds: Sequence[int] = ()) -> None:
+    """FpnlabError for an unknown stage or variant name, or a variant or seed given twice (a repeated seed
+    would count one run twice: n = 2 and a spread of 0)."""
     if stage not in STAGES:
         raise FpnlabError(f"unknown ablation stage {stage!r}; choose one of {', '.join(STAGES)}.")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise FpnlabError(f"unknown ablation variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}.")
+    for what, values in (("variant", list(variants)), ("seed", list(seeds))):
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:
+            raise FpnlabError(
+                f"ablation {what} {', '.join(repeated)} is given more than once; name each {what} once "
+                f"(a repeated {what} would count one run twice)."
+            )
 
 
 def result_name(stage: str, preset: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,10 @@ from fpnlab.ablation.runner import run_ablation
 from fpnlab.ablation.variants import STAGES, VARIANTS, result_name
 from fpnlab.commands.common import add_progress, positive_int
 from fpnlab.errors import FpnlabError
-from fpnlab.outputs import check_writable_folder
+from fpnlab.outputs import check_replaceable, check_writable_folder
 from fpnlab.overrides import parse_set
-from fpnlab.results import read_result, results_dir
+from fpnlab.plots.base import is_lab_png, save_figure
+from fpnlab.results import check_result_name, is_record, read_result, results_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,12 +70,22 @@ def parse_list(text: str, what: str, cast: Callable[[str], Any]) -> list[Any]:
     return items
 
 
+def beside_record(path: Path) -> bool:
+    """A figure the lab drew before it stamped its PNGs: the one beside the lab's record of the same name."""
+    return is_record(path.with_suffix(".json"))
+
+
 def run(args: argparse.Namespace) -> int:
     variants = list(VARIANTS) if args.variants == "all" else parse_list(args.variants, "variants", str)
     seeds = parse_list(args.seeds, "seeds", int)
     out = args.out or results_dir()
     check_writable_folder(out, "--out")
     name = args.name or result_name(args.stage, args.preset)
+    check_result_name(name, "--name", out)  # before the runs, not after them
+    if not args.no_figure:
+        check_replaceable(out / f"{name}.png", "the figure", lambda p: is_lab_png(p) or beside_record(p))
+    if args.time_budget is not None and not 0 < args.time_budget < math.inf:
+        raise FpnlabError(f"--time-budget is a number of minutes > 0, got {args.time_budget}.")
     budget = None if args.time_budget is None else 60 * args.time_budget
     record = run_ablation(
         args.stage,
@@ -94,7 +106,6 @@ def run(args: argparse.Namespace) -> int:
     print(format_ablation(record))
     print(f"record: {out / f'{name}.json'}")
     if not args.no_figure and record["runs"]:
-        figure = out / f"{name}.png"
-        ablation_figure(record).savefig(figure, dpi=120)
+        figure = save_figure(ablation_figure(record), out / f"{name}.png", "ablation figure", 120, beside_record)
         print(f"figure: {figure}")
     return 0

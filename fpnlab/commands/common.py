@@ -8,7 +8,7 @@ from typing import Any
 from fpnlab.engine.presets import PRESETS, TrainConfig, get_preset
 from fpnlab.outputs import check_writable_folder
 from fpnlab.overrides import parse_set
-from fpnlab.results import results_dir, write_result
+from fpnlab.results import check_result_name, results_dir, write_result
 
 
 def positive_int(text: str) -> int:
@@ -53,13 +53,15 @@ def add_result(parser: argparse.ArgumentParser) -> None:
 
 
 def check_result(args: argparse.Namespace) -> None:
-    """Before any work: the results folder can be written (when --result is given)."""
-    if args.result:
+    """Before any work: --result is a plain name whose record the results folder can take (when given)."""
+    if args.result is not None:
+        check_result_name(args.result, "--result")
         check_writable_folder(results_dir(), "results folder")
+        check_result_name(args.result, "--result", results_dir())
 
 
 def save_result(args: argparse.Namespace, record: dict[str, Any], device: Any) -> None:
-    if args.result:
+    if args.result is not None:
         print(f"wrote {write_result(args.result, record, device=device, command=args.command_line)}")
 
 

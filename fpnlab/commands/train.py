@@ -10,17 +10,31 @@ from typing import Any
 import torch
 
 from fpnlab.commands.common import add_progress, add_result, add_settings, check_result, save_result, settings
-from fpnlab.engine.checkpoint import export_model
+from fpnlab.engine.checkpoint import export_model, is_checkpoint
 from fpnlab.engine.distributed import is_main_process, shutdown
 from fpnlab.engine.evaluate import format_table
 from fpnlab.engine.loop import TrainResult, train
 from fpnlab.engine.presets import TrainConfig
 from fpnlab.outputs import check_output_file
 
+RESUME_RULE = (
+    "Running the same command again resumes the run folder's checkpoint. On resume, settings that change the "
+    "model, the data or their order (every model.* setting, dataset, max_train_images, hflip_prob, batch_size, "
+    "seed) are refused, naming them; every other setting (lr, momentum, weight_decay, the warm-up, the schedule, "
+    "iterations, gamma, clip_grad_norm, checkpoint_every, log_every, ...) takes effect from the resume "
+    "iteration, and metrics.csv's lr column shows it. To start afresh, use another --run-dir."
+)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = RESUME_RULE
     add_settings(parser)
-    parser.add_argument("--run-dir", type=Path, default=None, help="run folder (default runs/<preset>)")
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="run folder (default runs/<preset>): new, empty, or one fpnlab train made (it holds fpnlab-run.json)",
+    )
     parser.add_argument(
         "--no-resume", action="store_true", help="refuse to continue a checkpoint already in the run folder"
     )
@@ -39,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = settings(args)
     run_dir = args.run_dir or Path("runs") / args.preset
     if args.export:  # checked before training, not after it
-        check_output_file(args.export, "--export", inputs=(run_dir / "checkpoint.pt",))
+        check_output_file(args.export, "--export", inputs=(run_dir / "checkpoint.pt",), may_replace=is_checkpoint)
     check_result(args)
     try:
         result = train(cfg, run_dir, resume=not args.no_resume, progress=not args.no_progress)
@@ -51,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(result.metrics, title=f"COCO metrics, {cfg.dataset} val"))
     if args.export:
         print(f"exported {export_model(result.checkpoint, args.export)}")
-    save_result(args, run_record(args.preset, cfg, result, args.export), result.device)
+    save_result(args, run_record(args.preset, result.config or cfg, result, args.export), result.device)
     return 0
 
 

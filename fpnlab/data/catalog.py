@@ -22,7 +22,7 @@ from fpnlab.data.generate import make_dataset
 from fpnlab.data.synthetic import SPLITS
 from fpnlab.env import REPO
 from fpnlab.errors import DataError
-from fpnlab.outputs import unused_name
+from fpnlab.outputs import rename_folder, unused_name
 
 REPO_DATA = REPO / "data"
 # seed: the FPN paper's year. Objects up to 90% of the side, so that COCO's large bucket (>= 96 px) exists.
@@ -73,9 +73,9 @@ def shapes_mini(progress: bool = True) -> DatasetPaths:
     print(f"shapes-mini not found; generating it into {target} ({SHAPES_MINI_COMMAND})", file=sys.stderr)
     partial = target.with_name(f"{target.name}.partial-{os.getpid()}")  # never mistaken for a finished copy
     make_dataset(partial, progress=progress, overwrite=True, **SHAPES_MINI)
-    if target.exists():  # an unfinished folder left by an interrupted run: set aside, not deleted
-        target.rename(unused_name(target.with_name(f"{target.name}.incomplete")))
-    partial.rename(target)
+    if os.path.lexists(target):  # an unfinished folder left by an interrupted run: set aside, not deleted
+        rename_folder(target, unused_name(target.with_name(f"{target.name}.incomplete")), "shapes-mini folder")
+    rename_folder(partial, target, "shapes-mini folder")
     return DatasetPaths.at(target)
 
 

@@ -13,6 +13,9 @@ Design
   truncated, not an image, wrong size) can only be seen when an image is opened, and raise then.
 * COCO category ids may have gaps (COCO's own run 1..90); labels are made contiguous: `categories[i]`
   is the name of label i + 1, and `label_to_cat_id` maps back for writing results.
+* Optional fields are completed as pycocotools' own loaders expect them, so that evaluation never meets
+  a missing key: a missing `area` is the box's w x h (as `COCO.loadRes` computes it), a missing
+  `iscrowd` is 0; a negative area and ids beyond 64-bit integers are refused, naming the file and field.
 * Crowd annotations (iscrowd=1) mark regions, not objects: they stay in `.coco` (COCOeval ignores
   detections there) but are kept out of training targets. Boxes with zero or negative width or height
   are dropped, with one warning per dataset that counts them.
@@ -25,7 +28,6 @@ import contextlib
 import io
 import json
 import math
-import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -36,12 +38,15 @@ from PIL import Image
 from pycocotools.coco import COCO
 from torch import Tensor
 
-from fpnlab.data.images import open_image
+from fpnlab.data.images import exif_rotation, open_image
 from fpnlab.data.transforms import ToTensor
 from fpnlab.errors import DataError
 from fpnlab.model.boxes import xywh_to_xyxy
+from fpnlab.outputs import write_atomic
+from fpnlab.sources import read_bytes
 
 MAX_COORDINATE = 100_000  # pixels: a box coordinate beyond this is a broken file, not a large image
+INT64 = (-(2**63), 2**63 - 1)  # ids must fit here: pycocotools and torch keep them as 64-bit integers
 # COCOeval's size buckets, on an annotation's `area` (pixels).
 AREA_RANGES = {"small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, math.inf)}
 
@@ -96,6 +101,9 @@ def _check_records(data: dict[str, Any], path: Path) -> None:
                 value = record[field]
                 if not isinstance(value, kind) or isinstance(value, bool):
                     raise DataError(f"{where}['{field}'] should be {_type_name(kind())} but is {value!r}.")
+            for field in fields:
+                if fields[field] is int and not INT64[0] <= record[field] <= INT64[1]:
+                    raise DataError(f"{where}['{field}'] is {record[field]}, beyond a 64-bit integer.")
             if record["id"] in seen:
                 raise DataError(f"{path}: id {record['id']} appears twice in '{section}'.")
             seen.add(record["id"])
@@ -136,10 +144,13 @@ def _check_annotation_values(data: dict[str, Any], path: Path) -> None:
         if ann["image_id"] not in images:
             raise DataError(f"{where} points to image_id {ann['image_id']}, which is not in 'images'.")
         _check_box(ann, images[ann["image_id"]], where)
-        if "area" in ann and not _is_number(ann["area"]):
-            raise DataError(f"{where} has area {ann['area']!r}; it should be a number.")
-        if ann.get("iscrowd", 0) not in (0, 1):
+        valid_box = ann["bbox"][2] > 0 and ann["bbox"][3] > 0  # degenerate boxes are dropped, whatever their area
+        if "area" in ann and (not _is_number(ann["area"]) or (valid_box and ann["area"] < 0)):
+            raise DataError(f"{where} has area {ann['area']!r}; it should be a number >= 0 (or left out).")
+        if ann.get("iscrowd", 0) not in (0, 1) or isinstance(ann.get("iscrowd"), bool):
             raise DataError(f"{where} has iscrowd {ann['iscrowd']!r}; it should be 0 or 1.")
+        ann.setdefault("area", float(ann["bbox"][2] * ann["bbox"][3]))  # as pycocotools' loadRes computes it
+        ann.setdefault("iscrowd", 0)
         if ann["category_id"] not in category_ids:
             raise DataError(f"{where} points to category_id {ann['category_id']}, which is not in 'categories'.")
 
@@ -147,10 +158,9 @@ def _check_annotation_values(data: dict[str, Any], path: Path) -> None:
 def read_coco_json(path: str | Path) -> dict[str, Any]:
     """Parse and check a COCO detection file; any problem raises one DataError naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"annotation file {path} does not exist.")
+    raw = read_bytes(path, "annotation file")  # a regular file: a pipe or a device is refused at once
     try:
-        data = json.loads(path.read_bytes())
+        data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"annotation file {path} is not valid JSON ({err}).") from None
     except RecursionError:
@@ -173,11 +183,10 @@ def read_coco_json(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def write_coco_json(path: Path, data: dict[str, Any]) -> None:
-    """Write a COCO file atomically (temporary file, then rename): a reader never sees half of it."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, separators=(",", ":")))
-    os.replace(tmp, path)
+def write_coco_json(path: Path, data: dict[str, Any], may_replace: Callable[[Path], bool] | None = None) -> Path:
+    """Write a COCO file atomically (fpnlab.outputs): a reader never sees half of it; it replaces only what
+    `may_replace` accepts as the lab's own file."""
+    return write_atomic(path, json.dumps(data, separators=(",", ":")), "annotation file", may_replace=may_replace)
 
 
 def _coco_index(data: dict[str, Any]) -> COCO:
@@ -246,8 +255,10 @@ class CocoDetection(torch.utils.data.Dataset):
         image = open_image(path, listed_in=self.ann_file)
         expected = (info.get("width", image.width), info.get("height", image.height))
         if image.size != expected:
+            rotation = exif_rotation(path)
+            turned = f" once its EXIF orientation {rotation} is applied (as a viewer shows it)" if rotation >= 5 else ""
             raise DataError(
-                f"image file {path} is {image.width}x{image.height} pixels but {self.ann_file} "
+                f"image file {path} is {image.width}x{image.height} pixels{turned} but {self.ann_file} "
                 f"says {expected[0]}x{expected[1]}."
             )
         return image
@@ -256,7 +267,12 @@ class CocoDetection(torch.utils.data.Dataset):
         image_id = self.ids[idx]
         target = {name: value.clone() for name, value in self._targets[image_id].items()}
         target["image_id"] = image_id
-        image, target = ToTensor()(self.load_image(idx), target)  # (3, H, W) float in [0, 1]
+        try:
+            image, target = ToTensor()(self.load_image(idx), target)  # (3, H, W) float in [0, 1]
+        except DataError as err:
+            if "image file" in str(err):
+                raise
+            raise DataError(f"image file {self.image_dir / self.image_info(idx)['file_name']}: {err}.") from None
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target

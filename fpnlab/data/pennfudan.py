@@ -2,9 +2,13 @@
 
 170 street photos with 345 people, each person a mask instance. `download_pennfudan(out)`:
 
-1. downloads the archive to OUT/PennFudanPed.zip, resuming an interrupted download (the bytes so far sit
-   in OUT/PennFudanPed.zip.part and are continued with an HTTP Range request);
-2. verifies its SHA-256 when one is given (by default it only reports it: see PENNFUDAN_SHA256);
+0. claims OUT like `make-data` does: a new or empty folder gets the marker download.json; a folder holding
+   files the download did not make is refused with the list of what is there (nothing is touched);
+1. downloads the archive to OUT/PennFudanPed.zip.part, resuming an interrupted download (continued with an
+   HTTP Range request);
+2. verifies its SHA-256 when one is given (by default it only reports it: see PENNFUDAN_SHA256) before
+   anything is moved into place: a mismatch deletes only the .part it downloaded; a complete archive
+   becomes OUT/PennFudanPed.zip, and one already there that does not match is left as it is;
 3. converts it: each PNGImages/<name>.png is copied to OUT/train/ or OUT/val/ (the last 30% of names, in
    sorted order, form val), and each instance of PedMasks/<name>_mask.png (pixel value k = person k)
    becomes one COCO annotation with an RLE mask, its box and its area (pycocotools.mask), category
@@ -16,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import io
-import os
+import json
 import urllib.error
 import urllib.request
 import zipfile
@@ -30,7 +34,21 @@ from tqdm.auto import tqdm
 
 from fpnlab.data.catalog import DatasetPaths, cache_dir
 from fpnlab.data.coco import write_coco_json
-from fpnlab.errors import DataError
+from fpnlab.errors import DataError, FpnlabError
+from fpnlab.outputs import (
+    always,
+    folder_entries,
+    is_regular,
+    listing,
+    make_folder,
+    make_subfolder,
+    move_into_place,
+    open_append,
+    remove_lab_file,
+    write_atomic,
+    write_new,
+)
+from fpnlab.sources import check_regular_file
 
 PENNFUDAN_URL = "https://www.cis.upenn.edu/~jshi/ped_html/PennFudanPed.zip"
 # The archive's SHA-256 is not recorded here: it could not be fetched when this module was written, and a
@@ -40,12 +58,14 @@ PENNFUDAN_SHA256: str | None = None
 VAL_FRACTION = 0.3
 CATEGORIES = [{"id": 1, "name": "person", "supercategory": "person"}]
 CHUNK_BYTES = 1 << 20
+MARKER = "download.json"  # written first into OUT: the folder is the download's
 
 
 # --- download -----------------------------------------------------------------------------------
 
 
 def file_sha256(path: Path) -> str:
+    check_regular_file(path, "archive")
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
@@ -73,7 +93,7 @@ def _fetch(url: str, part: Path, progress: bool) -> None:
         length = response.headers.get("Content-Length")
         total = start + int(length) if length else None
         with (
-            open(part, "ab" if resumed else "wb") as f,
+            open_append(part, "partial download", binary=True, truncate=not resumed) as f,
             tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=part.name, disable=not progress) as bar,
         ):
             try:
@@ -89,21 +109,46 @@ def _fetch(url: str, part: Path, progress: bool) -> None:
 
 
 def download(url: str, dest: str | Path, sha256: str | None = None, progress: bool = True) -> str:
-    """Download `url` to `dest` (resuming `dest`.part), check `sha256` if given; return the file's SHA-256."""
+    """Download `url` to `dest` (resuming `dest`.part), check `sha256` if given before the archive is moved
+    into place; return the archive's SHA-256. `dest`'s folder must be the download's own (download_pennfudan
+    claims it)."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if not dest.exists():
-        part = dest.with_name(dest.name + ".part")
-        _fetch(url, part, progress)
-        os.replace(part, dest)
-    digest = file_sha256(dest)
+    make_folder(dest.parent, "download folder")
+    if is_regular(dest):
+        digest = file_sha256(dest)
+        if sha256 is not None and digest != sha256.lower():
+            raise DataError(
+                f"{dest} has SHA-256 {digest}, expected {sha256}; it was left as it is: delete it to download "
+                "the archive afresh."
+            )
+        return digest
+    part = dest.with_name(dest.name + ".part")
+    _fetch(url, part, progress)
+    digest = file_sha256(part)
     if sha256 is not None and digest != sha256.lower():
-        dest.unlink()  # corrupt or not the expected file: the next run downloads afresh
+        remove_lab_file(part, "partial download")  # what this download wrote, nothing else
         raise DataError(
-            f"{dest} downloaded from {url} has SHA-256 {digest}, expected {sha256}; "
-            "the file was deleted, run again to download it afresh."
+            f"{dest} downloaded from {url} has SHA-256 {digest}, expected {sha256}; the download was "
+            "deleted (nothing was moved into place), run again to download it afresh."
         )
+    move_into_place(part, dest, "archive")
     return digest
+
+
+def claim_folder(out: Path) -> None:
+    """Make OUT the download's folder: new or empty (then marked), or already marked; refused otherwise."""
+    if out.exists() and not out.is_dir():
+        raise FpnlabError(f"--out {out} is a file; give a folder for the dataset.")
+    if is_regular(out / MARKER):
+        return
+    present = folder_entries(out) if out.exists() else []
+    if present:
+        raise FpnlabError(
+            f"--out {out} holds files `fpnlab download` did not make ({listing(present, out)}); pick an empty or "
+            "new folder (nothing in it was changed)."
+        )
+    make_folder(out, "--out")
+    write_new(out / MARKER, json.dumps({"made_by": "fpnlab download pennfudan"}), "download marker")
 
 
 # --- conversion ---------------------------------------------------------------------------------
@@ -139,6 +184,8 @@ def _read_mask(zf: zipfile.ZipFile, archive: Path, image_member: str) -> np.ndar
 def convert(archive: str | Path, out: str | Path, val_fraction: float = VAL_FRACTION) -> DatasetPaths:
     """Turn the Penn-Fudan zip into OUT/{train,val}/*.png and OUT/{train,val}.json (COCO, RLE masks)."""
     archive, paths = Path(archive), DatasetPaths.at(out)
+    claim_folder(paths.root)
+    check_regular_file(archive, "archive")
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as err:
@@ -150,12 +197,12 @@ def convert(archive: str | Path, out: str | Path, val_fraction: float = VAL_FRAC
         n_train = len(members) - round(len(members) * val_fraction)
         for split, chosen in (("train", members[:n_train]), ("val", members[n_train:])):
             folder, ann_file = paths.split(split)
-            folder.mkdir(parents=True, exist_ok=True)
+            make_subfolder(folder, "dataset folder")
             images, annotations = [], []
             for member in chosen:
                 image_id = members.index(member) + 1  # unique across both splits
                 mask = _read_mask(zf, archive, member)  # (H, W)
-                (folder / PurePosixPath(member).name).write_bytes(zf.read(member))
+                write_atomic(folder / PurePosixPath(member).name, zf.read(member), "image", may_replace=always)
                 images.append(
                     {
                         "id": image_id,
@@ -174,6 +221,7 @@ def convert(archive: str | Path, out: str | Path, val_fraction: float = VAL_FRAC
                     "annotations": annotations,
                     "categories": CATEGORIES,
                 },
+                may_replace=always,
             )
     return paths
 
@@ -189,5 +237,6 @@ def download_pennfudan(
     Returns the dataset paths and the archive's SHA-256.
     """
     out = Path(out) if out is not None else cache_dir() / "pennfudan"
+    claim_folder(out)
     digest = download(url, out / "PennFudanPed.zip", sha256=sha256, progress=progress)
     return convert(out / "PennFudanPed.zip", out), digest

@@ -12,18 +12,19 @@ A checkpoint is a dict of tensors and plain Python values (no pickled classes), 
     optimizer, scheduler, scaler, rng, data_position    the rest of the training state (absent in exports)
 
 Version 1 (flat detector settings) still loads: `load_checkpoint` brings it to version 2's layout.
-Saving writes a temporary file next to the target and renames it over the target (`os.replace` is
-atomic), so the previous checkpoint stays intact until the new one is complete; a failed write
-(disk full, read-only folder) raises one FpnlabError that says so.
+Saving goes through fpnlab.outputs: a new temporary file under a unique name beside the target, renamed
+over it (atomic), so the previous checkpoint stays intact until the new one is complete; it replaces
+only an fpnlab checkpoint, never a link or another file, and a failed write (disk full, read-only
+folder) raises one FpnlabError that says so. A checkpoint whose weights are not finite is refused when
+it is read, before any work.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import pickle
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ from fpnlab.env import REPO
 from fpnlab.errors import FpnlabError
 from fpnlab.model.config import DetectorConfig, upgrade_flat_layout
 from fpnlab.model.detector import FPNDetector, build_detector
-from fpnlab.outputs import write_failure
+from fpnlab.outputs import make_folder, same_file, write_atomic
+from fpnlab.sources import check_regular_file
 
 FORMAT = "fpnlab-checkpoint"
 VERSION = 2
@@ -48,32 +50,30 @@ TRAINING_STATE = ("optimizer", "scheduler", "scaler", "rng", "data_position")
 
 
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
-    """Write `checkpoint` to `path` atomically (temporary file + rename); return the path.
+    """Write `checkpoint` to `path` atomically (fpnlab.outputs.write_atomic); return the path.
 
-    A failed write raises FpnlabError naming the cause (a full disk, no permission) and leaves the file
-    already at `path`, if any, as it was.
+    `path` must be new or an fpnlab checkpoint. A failed write raises FpnlabError naming the cause (a
+    full disk, no permission) and leaves the file already at `path`, if any, as it was.
     """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     buffer = io.BytesIO()  # serialised in memory first, so that a failed write is an OSError with its cause
     torch.save({"format": FORMAT, "version": VERSION, **checkpoint}, buffer)
+    make_folder(Path(path).parent, "checkpoint folder")
+    return write_atomic(Path(path), buffer.getvalue(), "checkpoint", may_replace=is_checkpoint)
+
+
+def is_checkpoint(path: Path) -> bool:
+    """Whether `path` is a file save_checkpoint wrote (its pickled dict names the format), without loading it."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(buffer.getbuffer())
-        os.replace(tmp, path)
-    except OSError as err:
-        kept = "the checkpoint already there is unchanged" if path.is_file() else "nothing was written"
-        raise FpnlabError(f"could not write checkpoint {path}: {write_failure(err)}; {kept}.") from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)  # left only when saving failed
-    return path
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
+            return FORMAT.encode() in archive.read(name)
+    except (OSError, zipfile.BadZipFile, StopIteration, ValueError, RuntimeError):
+        return False
 
 
 def export_model(checkpoint_path: str | Path, out_path: str | Path, dtype: torch.dtype = torch.float16) -> Path:
     """A small file for sharing: model weights in `dtype` (half the size in float16), no training state."""
-    if Path(out_path).resolve() == Path(checkpoint_path).resolve():
+    if same_file(Path(out_path), Path(checkpoint_path)):
         raise FpnlabError(f"--export {out_path} is the training checkpoint itself; export to another file.")
     checkpoint = load_checkpoint(checkpoint_path)
     weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in checkpoint["model"].items()}
@@ -87,7 +87,7 @@ def export_model(checkpoint_path: str | Path, out_path: str | Path, dtype: torch
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by save_checkpoint; any other file raises one clear FpnlabError."""
     path = Path(path)
-    check_is_file(path, "checkpoint")
+    check_regular_file(path, "checkpoint", FpnlabError)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:  # weights_only refuses pickled classes and non-torch files alike
@@ -116,16 +116,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return checkpoint
 
 
-def check_is_file(path: Path, what: str) -> None:
-    """FpnlabError unless `path` is an existing regular file (not a folder, not a device such as /dev/zero)."""
-    if not path.exists():
-        raise FpnlabError(f"{what} {path} does not exist.")
-    if path.is_dir():
-        raise FpnlabError(f"{what} {path} is a folder, not a file.")
-    if not path.is_file():
-        raise FpnlabError(f"{what} {path} is not a regular file.")
-
-
 def upgrade_version1(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """A version-1 checkpoint (flat detector settings) in version 2's layout."""
     upgraded = dict(checkpoint, version=VERSION)
@@ -150,6 +140,12 @@ def check_contents(checkpoint: dict[str, Any], path: Path) -> None:
     categories = checkpoint.get("categories", [])
     if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
         raise FpnlabError(f"checkpoint {path}: 'categories' should be a list of class names.")
+    broken = next((k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if broken is not None:
+        raise FpnlabError(
+            f"checkpoint {path} has weights that are not finite (NaN or infinite, e.g. {broken}); "
+            "it cannot detect anything. Use an earlier checkpoint."
+        )
 
 
 def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str | Path) -> None:

@@ -22,14 +22,46 @@ from fpnlab.env import default_device
 from fpnlab.errors import FpnlabError
 
 
+def launch_settings() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment variables, (0, 1, 0) when run alone.
+
+    Values that are not whole numbers, a RANK outside 0..WORLD_SIZE-1, or a WORLD_SIZE above 1 with no
+    process group to join (torchrun also sets MASTER_ADDR and MASTER_PORT) are refused in one line,
+    before any work: a stray RANK=1 in a shell would otherwise make a lone process skip every write.
+    """
+    values = []
+    for name, default in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)):
+        text = os.environ.get(name, str(default)).strip()
+        try:
+            values.append(int(text))
+        except ValueError:
+            raise FpnlabError(
+                f"environment variable {name}={text!r} is not a whole number; unset it to run alone, or start "
+                "the processes with torchrun."
+            ) from None
+    rank, world_size, local = values
+    if world_size < 1 or not 0 <= rank < world_size or local < 0:
+        raise FpnlabError(
+            f"environment variables RANK={rank}, WORLD_SIZE={world_size}, LOCAL_RANK={local} do not fit "
+            "together (RANK must be in 0..WORLD_SIZE-1, LOCAL_RANK >= 0); unset them to run alone."
+        )
+    missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    if world_size > 1 and missing and not dist.is_initialized():
+        raise FpnlabError(
+            f"WORLD_SIZE={world_size} is set but {' and '.join(missing)} not: there is no process group to "
+            "join; unset RANK, WORLD_SIZE and LOCAL_RANK to run alone, or start the processes with torchrun."
+        )
+    return rank, world_size, local
+
+
 def local_rank() -> int:
     """This process's GPU index on its machine (torchrun's LOCAL_RANK), 0 when run alone."""
-    return int(os.environ.get("LOCAL_RANK", "0"))
+    return launch_settings()[2]
 
 
 def is_main_process() -> bool:
     """True for the process that logs and writes files (rank 0), and for a run without DDP."""
-    return int(os.environ.get("RANK", "0")) == 0
+    return (dist.get_rank() if dist.is_initialized() else launch_settings()[0]) == 0
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -39,16 +71,22 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda", local_rank()) if device.type == "cuda" else device
     try:
         device = torch.device(name)
-    except RuntimeError:
+    except (RuntimeError, TypeError, ValueError):
         raise FpnlabError(f"TrainConfig.device {name!r} is not a device name (try 'auto', 'cpu' or 'cuda').") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise FpnlabError(f"TrainConfig.device {name!r} cannot train or detect; use 'auto', 'cpu', 'cuda' or 'mps'.")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FpnlabError(f"TrainConfig.device is {name!r} but no CUDA GPU is visible.")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise FpnlabError(f"TrainConfig.device is {name!r} but only {torch.cuda.device_count()} GPU(s) are visible.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise FpnlabError(f"TrainConfig.device is {name!r} but this machine has no MPS (Apple GPU) device.")
     return device
 
 
 def init_distributed(device: torch.device) -> tuple[int, int]:
     """(rank, world_size): from torchrun's environment variables, (0, 1) when run alone."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    _, world_size, _ = launch_settings()
     if world_size == 1:
         return 0, 1
     if not dist.is_initialized():

@@ -293,6 +293,16 @@ def format_table(metrics: dict[str, Any], title: str | None = None) -> str:
 # --- a checkpoint, scored -------------------------------------------------------------------------
 
 
+def check_categories(categories: list[str], data: CocoDetection, model_name: str, data_name: str) -> None:
+    """The one check of a dataset against a model, made by `fpnlab eval` and by training before its
+    end-of-run evaluation: the same class names for the same labels, or FpnlabError (scores would be wrong)."""
+    if list(categories) != list(data.categories):
+        raise FpnlabError(
+            f"{model_name} detects {', '.join(categories)} but {data_name} has {', '.join(data.categories)} "
+            "(label by label); its scores would be wrong, so it was not scored."
+        )
+
+
 def evaluate_checkpoint(
     path: Path,
     dataset: str | None = None,
@@ -310,13 +320,14 @@ def evaluate_checkpoint(
     """
     checkpoint = load_checkpoint(path)
     model = build_model_from(checkpoint, path).to(device)
+    if model.config.rpn_only:
+        raise FpnlabError(
+            f"checkpoint {path} holds an RPN alone (rpn_only, paper Table 1): it proposes boxes but names no "
+            "classes, so it has no COCO metrics; `fpnlab ablate --stage rpn` scores such models."
+        )
     name = dataset or checkpoint.get("train_config", {}).get("dataset", "shapes-mini")
     data: CocoDetection = load_split(name, split)
-    if model.categories != data.categories:
-        raise FpnlabError(
-            f"checkpoint {path} detects {', '.join(model.categories)} but dataset {name} "
-            f"has {', '.join(data.categories)}."
-        )
+    check_categories(model.categories, data, f"checkpoint {path}", f"dataset {name}")
     options = dict(max_images=max_images, batch_size=batch_size, progress=progress)
     record: dict[str, Any] = {
         "checkpoint": str(path),

@@ -41,7 +41,7 @@ from fpnlab.engine.distributed import (
     resolve_device,
     wrap,
 )
-from fpnlab.engine.evaluate import coco_metrics
+from fpnlab.engine.evaluate import check_categories, coco_metrics
 from fpnlab.engine.presets import TrainConfig
 from fpnlab.engine.run_folder import RunFolder
 from fpnlab.engine.runlog import LogWindow, MetricsLog
@@ -63,6 +63,7 @@ class TrainResult:
     wall_s: float  # seconds spent training in this call (not counting earlier, resumed parts)
     images_per_s: float  # training images per second in this call, all processes together
     metrics: dict[str, float] = field(default_factory=dict)  # COCO metrics on val (eval_at_end)
+    config: TrainConfig | None = None  # the settings that ran (model.num_classes from the data), as in config.json
 
     def curves(self) -> dict[str, list[float]]:
         """`history` as columns {"iteration": [...], "loss": [...], ...}, as fpnlab.plots.loss_curves takes it."""
@@ -84,6 +85,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, progress: 
             f"{folder.checkpoint} already exists; resume it, or delete it or pick another run folder to start over."
         )
     train_set, val_set = load_datasets(cfg)
+    if cfg.eval_at_end:  # the check `fpnlab eval` makes, before any training rather than after it
+        check_categories(train_set.categories, val_set, f"the model trained on {cfg.dataset}", "its val split")
     with folder.locked() if main else contextlib.nullcontext():
         state = start(cfg, train_set, folder, device, main)
         log = MetricsLog(folder.metrics_csv, state.iteration) if main else None
@@ -111,6 +114,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, progress: 
         wall_s,
         images / max(wall_s, 1e-9),
         metrics,
+        state.cfg,
     )
 
 
@@ -126,11 +130,11 @@ def start(
         state.restore(checkpoint, folder.checkpoint)
         changed = state.changed_settings(checkpoint)
         if main:
-            note = f" with changed settings: {', '.join(changed)}" if changed else ""
+            note = f" with changed settings: {', '.join(changed)} (in effect from here on)" if changed else ""
             tqdm.write(f"Resuming {folder.checkpoint} at iteration {state.iteration}{note}.")
     state.model = wrap(state.model, device, sync_batchnorm=cfg.model.norm == "bn")
     if main:
-        folder.write_json("config.json", cfg.to_dict())
+        folder.write_json("config.json", state.cfg.to_dict())
         if device.type == "cuda":
             tqdm.write(precision_note(state.amp_dtype, device))
     return state

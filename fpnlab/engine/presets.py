@@ -31,6 +31,7 @@ from fpnlab.model.config import BoxHeadConfig, DetectorConfig, ProposalCounts, R
 from fpnlab.overrides import update
 
 SCHEDULES = ("step", "cosine")
+MAX_SEED = 2**32 - 1  # the seeds numpy and torch take
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,9 @@ class TrainConfig:
                 self.clip_grad_norm is None or self.clip_grad_norm > 0,
                 f"clip_grad_norm must be > 0 (or None: no clipping), got {self.clip_grad_norm}",
             ),
-            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
+            (0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}, got {self.seed}"),
+            (self.batch_size <= 4096, f"batch_size must be <= 4096, got {self.batch_size}"),
+            (self.num_workers <= 256, f"num_workers must be <= 256, got {self.num_workers}"),
         ]
 
     def to_dict(self) -> dict[str, Any]:

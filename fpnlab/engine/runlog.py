@@ -9,7 +9,6 @@ loss term over the window since the previous row, their sum and the images per s
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
@@ -18,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from fpnlab.errors import FpnlabError
-from fpnlab.outputs import unused_name, write_failure, write_text_atomic
+from fpnlab.outputs import always, event_writer, open_append, unused_name, write_atomic, write_failure, write_new
+from fpnlab.sources import read_bytes
 
 
 class LogWindow:
@@ -53,21 +53,17 @@ class MetricsLog:
     def __init__(self, path: Path, start_iteration: int) -> None:
         self.path, self.repaired = path, ""
         self.rows = self._read(start_iteration)
-        write_text_atomic(self.path, self._csv(self.rows))
-        self.tensorboard = None
-        with contextlib.suppress(ImportError):
-            from torch.utils.tensorboard import SummaryWriter  # optional: only when tensorboard is installed
-
-            self.tensorboard = SummaryWriter(str(path.parent / "tensorboard"), purge_step=start_iteration + 1)
+        write_atomic(self.path, self._csv(self.rows), "metrics log", may_replace=always)
+        self.tensorboard = event_writer(path.parent / "tensorboard", purge_step=start_iteration + 1)
 
     def _read(self, start_iteration: int) -> list[dict[str, float]]:
         if not self.path.exists():
             return []
-        raw = self.path.read_bytes()
+        raw = read_bytes(self.path, "metrics log", FpnlabError)
         rows, bad = parse_metrics(raw.decode(errors="replace"))
         if bad:
             backup = unused_name(self.path.with_name(self.path.name + ".damaged"))
-            backup.write_bytes(raw)  # the damaged file exactly as it was
+            write_new(backup, raw, "copy of the damaged metrics log")  # the damaged file exactly as it was
             self.repaired = (
                 f"{self.path} had {bad} unreadable line(s); repaired from its {len(rows)} readable "
                 f"row(s), the damaged file is kept as {backup.name}."
@@ -87,7 +83,7 @@ class MetricsLog:
         first = not self.rows
         self.rows.append(row)
         try:
-            with self.path.open("a", newline="") as f:
+            with open_append(self.path, "metrics log") as f:
                 writer = csv.DictWriter(f, fieldnames=list(row), lineterminator="\n")
                 if first:
                     writer.writeheader()

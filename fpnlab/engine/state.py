@@ -9,6 +9,14 @@ The loop, the checkpoint and resuming all go through this object, so a new piece
 
 Optimisation: SGD with momentum; weight decay on weights only, not on norm layers' scales or any
 bias; the learning rate warms up linearly from lr x warmup_factor, then decays by steps or a cosine.
+
+Resuming with changed settings (what runs is what is recorded):
+  * settings that change the model, the data or their order (FIXED_ON_RESUME: every model.* setting,
+    dataset, max_train_images, hflip_prob, batch_size, seed) are refused, naming them, with how to
+    start afresh;
+  * every other setting (lr, momentum, weight_decay, the warm-up, the schedule, iterations, gamma,
+    clip_grad_norm, checkpoint and log intervals, ...) takes effect from the resume iteration: the
+    restored optimizer and lr schedule take the new values, and metrics.csv's lr column shows them.
 """
 
 from __future__ import annotations
@@ -27,7 +35,12 @@ from fpnlab.engine.checkpoint import load_weights, rng_state, set_rng_state
 from fpnlab.engine.distributed import unwrap
 from fpnlab.engine.presets import TrainConfig
 from fpnlab.errors import FpnlabError
+from fpnlab.model.config import DetectorConfig
 from fpnlab.model.detector import FPNDetector, build_detector
+
+# TrainConfig settings a resumed run cannot change: they change the model, the data or their order.
+FIXED_ON_RESUME = ("model", "dataset", "max_train_images", "hflip_prob", "batch_size", "seed")
+DAMAGE = (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError)  # a broken state's errors
 
 
 @dataclass
@@ -46,7 +59,11 @@ class TrainState:
 
     @classmethod
     def create(cls, cfg: TrainConfig, train_set: CocoDetection, device: torch.device) -> TrainState:
-        """A fresh state: the detector of cfg.model for the training set's classes, initialised from cfg.seed."""
+        """A fresh state: the detector of cfg.model for the training set's classes, initialised from cfg.seed.
+
+        The state's config records the classes the model has (cfg.model.num_classes comes from the data).
+        """
+        cfg = with_classes_of(cfg, train_set.num_classes)
         model = build_model(cfg, train_set.num_classes).to(device)
         optimizer = make_optimizer(model, cfg)
         scheduler = LambdaLR(optimizer, lambda iteration: lr_factor(iteration, cfg))
@@ -85,30 +102,111 @@ class TrainState:
         }
 
     def restore(self, checkpoint: dict[str, Any], source: Any) -> None:
-        """Continue from a checkpoint of this run; FpnlabError when it cannot be continued with this config."""
+        """Continue from a checkpoint of this run; FpnlabError when it cannot be continued with this config.
+
+        Settings of FIXED_ON_RESUME must be the checkpoint's; every other changed setting takes effect now.
+        """
         if any(key not in checkpoint for key in ("optimizer", "scheduler", "scaler", "rng", "iteration")):
             raise FpnlabError(f"{source} holds weights only (an exported model), no training state to resume.")
         done = checkpoint["iteration"]
+        if not isinstance(done, int) or isinstance(done, bool) or done < 0:
+            raise FpnlabError(f"{source} is damaged: its iteration is {done!r}, not a whole number >= 0.")
         if done > self.cfg.iterations:
             raise FpnlabError(
                 f"{source} has already trained {done} iterations, more than iterations="
                 f"{self.cfg.iterations}; raise iterations to continue it, or use another run folder."
             )
+        fixed = [name for name in self.changed_settings(checkpoint, everything=True) if name not in self.changeable()]
+        if fixed:
+            raise FpnlabError(
+                f"{source} was trained with other {', '.join(fixed)}; settings that change the model, the data "
+                "or their order cannot change when a run resumes: resume with the values in its config.json, "
+                "or start afresh in another --run-dir."
+            )
+        if checkpoint.get("categories", self.categories) != self.categories:
+            raise FpnlabError(
+                f"{source} was trained on the categories {', '.join(map(str, checkpoint['categories']))}, but the "
+                f"training set now has {', '.join(self.categories)}; start afresh in another --run-dir."
+            )
         load_weights(self.detector, checkpoint["model"], source)
+        try:
+            self._load_training_state(checkpoint)
+        except DAMAGE as err:
+            raise FpnlabError(
+                f"{source} holds damaged training state ({type(err).__name__}: {str(err).strip()[:100]}); "
+                "start afresh in another --run-dir, or restore the checkpoint from a copy."
+            ) from None
+        self.iteration = done
+        self.apply_schedule()
+
+    def _load_training_state(self, checkpoint: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        for group in self.optimizer.param_groups:
+            for param in group["params"]:
+                buffer = self.optimizer.state.get(param, {}).get("momentum_buffer")
+                if buffer is not None and buffer.shape != param.shape:
+                    raise ValueError(
+                        f"a momentum buffer of shape {tuple(buffer.shape)} for a {tuple(param.shape)} weight"
+                    )
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         if checkpoint["scaler"] and self.scaler.is_enabled():
             self.scaler.load_state_dict(checkpoint["scaler"])
         set_rng_state(checkpoint["rng"])
-        self.iteration = done
 
-    def changed_settings(self, checkpoint: dict[str, Any]) -> list[str]:
-        """The TrainConfig fields that differ from those the checkpoint was trained with."""
+    def apply_schedule(self) -> None:
+        """The optimizer and lr schedule take this config's lr, momentum and weight decay from self.iteration on."""
+        decay, no_decay = self.optimizer.param_groups
+        for group in (decay, no_decay):
+            group["initial_lr"], group["momentum"] = self.cfg.lr, self.cfg.momentum
+            group["lr"] = self.cfg.lr * lr_factor(self.iteration, self.cfg)  # what LambdaLR computes there
+        decay["weight_decay"] = self.cfg.weight_decay
+        self.scheduler.base_lrs = [self.cfg.lr, self.cfg.lr]
+
+    def changed_settings(self, checkpoint: dict[str, Any], everything: bool = False) -> list[str]:
+        """The settings (dotted names) this config changes from those the checkpoint was trained with: those
+        that take effect on resume, or with `everything` those that cannot change too."""
         before = checkpoint.get("train_config", {})
-        return [name for name, value in self.cfg.to_dict().items() if before.get(name, value) != value]
+        if not isinstance(before, dict):
+            return []
+        before = dict(before)
+        if isinstance(before.get("model"), dict) and isinstance(checkpoint.get("model_config"), dict):
+            # the classes come from the dataset: compare with what the checkpoint's model has
+            before["model"] = {**before["model"], "num_classes": checkpoint["model_config"].get("num_classes")}
+        changed = differences(before, self.cfg.to_dict())
+        return changed if everything else [name for name in changed if name in self.changeable()]
+
+    @staticmethod
+    def changeable() -> set[str]:
+        """The TrainConfig settings a resumed run may change: all but FIXED_ON_RESUME."""
+        return {f.name for f in dataclasses.fields(TrainConfig)} - set(FIXED_ON_RESUME)
 
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
+
+
+def differences(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the settings whose values differ ('lr', 'model.rpn.nms_thresh'); names missing from
+    `before` (an older checkpoint) count as unchanged."""
+    found = []
+    for name, value in after.items():
+        old = before.get(name, value)
+        if isinstance(value, dict) and isinstance(old, dict):
+            found += differences(old, value, f"{prefix}{name}.")
+        elif old != value and not (isinstance(old, list) and tuple(old) == value):
+            found.append(f"{prefix}{name}")
+    return found
+
+
+def with_classes_of(cfg: TrainConfig, num_classes: int) -> TrainConfig:
+    """cfg with model.num_classes = the training set's (background included); FpnlabError when the user set
+    another number (it would be recorded, but the model is built for the data's classes)."""
+    default = DetectorConfig.__dataclass_fields__["num_classes"].default
+    if cfg.model.num_classes not in (default, num_classes):
+        raise FpnlabError(
+            f"TrainConfig.model.num_classes is {cfg.model.num_classes}, but it is taken from the dataset, whose "
+            f"{num_classes - 1} categories make {num_classes} classes with the background; leave it unset."
+        )
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_classes=num_classes))
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> FPNDetector:

@@ -208,6 +208,11 @@ class DetectorConfig:
         _require(
             1 <= self.fpn_channels <= 4096, f"DetectorConfig.fpn_channels must be in 1..4096, got {self.fpn_channels}."
         )
+        _require(
+            len(self.image_mean) == 3 and len(self.image_std) == 3 and all(s > 0 for s in self.image_std),
+            f"DetectorConfig.image_mean and image_std need 3 numbers each (R, G, B), the std > 0, got "
+            f"{self.image_mean} and {self.image_std}.",
+        )
         head = self.fpn_channels * self.roi.output_size**2 * self.box.representation_size
         _require(
             head <= MAX_HEAD_PARAMETERS,

@@ -2,7 +2,8 @@
 
     images    a list of (3, H, W) float tensors with values in [0, 1] (or one (B, 3, H, W) tensor)
     targets   in training, one dict per image: "boxes" (N, 4) float (x1, y1, x2, y2) with x2 > x1 and
-              y2 > y1, "labels" (N,) int64 in 1..num_classes-1 (0 is the background); N may be 0
+              y2 > y1, "labels" (N,) int64 in 1..num_classes-1 (0 is the background); N may be 0;
+              int32, uint8 or bool labels are refused here, as torchvision refuses them (labels.long())
 
 Everything after the entrance works on checked values, which is why the detector can switch the box
 operations' own checks off (fpnlab.switch.skip_value_checks) and save a host-device sync per call.
@@ -56,6 +57,8 @@ def check_image(image: Any, name: str) -> None:
     """A (3, H, W) floating-point tensor with finite values in [0, 1] (one host sync when it is)."""
     if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3 or image.numel() == 0:
         raise DataError(f"{name} must be a (3, H, W) image tensor, got {_describe(image)}.")
+    if image.device.type == "meta":
+        raise DataError(f"{name} is on the meta device: it has a shape but no values to detect in.")
     if not image.is_floating_point():
         raise DataError(
             f"{name} must be a float tensor with values in [0, 1], got {image.dtype} "
@@ -82,10 +85,13 @@ def check_target(target: Any, num_classes: int, name: str) -> None:
             f"{name}['boxes'] must be an (N, 4) float tensor of (x1, y1, x2, y2), got {_describe(boxes)} "
             f"(an image without objects has torch.zeros((0, 4)))."
         )
-    if not isinstance(labels, Tensor) or labels.shape != (len(boxes),) or labels.is_floating_point():
+    if not isinstance(labels, Tensor) or labels.shape != (len(boxes),) or labels.dtype != torch.int64:
         raise DataError(
-            f"{name}['labels'] must be a ({len(boxes)},) int64 tensor, one label per box, got {_describe(labels)}."
+            f"{name}['labels'] must be a ({len(boxes)},) int64 tensor, one label per box, got {_describe(labels)} "
+            "(as torchvision; labels.long() converts integer labels)."
         )
+    if boxes.device.type == "meta" or labels.device.type == "meta":
+        raise DataError(f"{name} is on the meta device: it has a shape but no values.")
     empty = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])  # (N,)
     known = (labels >= 1) & (labels < num_classes)  # (N,)
     if bool(torch.isfinite(boxes).all() & ~empty.any() & known.all()):  # one host sync for a valid target

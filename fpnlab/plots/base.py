@@ -1,9 +1,12 @@
-"""Building blocks of every figure: a figure of panels, an image, boxes, a feature map as an image, colours."""
+"""Building blocks of every figure: a figure of panels, an image, boxes, a feature map as an image, colours,
+and `save_figure`, the one way a figure becomes a PNG file."""
 
 from __future__ import annotations
 
+import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,9 +14,13 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from PIL import Image
 from torch import Tensor
 
 from fpnlab.data.coco import AREA_RANGES
+from fpnlab.outputs import write_atomic
+
+SOFTWARE = "fpnlab"  # the PNG "Software" text of every figure the lab saves: how it knows its own files
 
 COCO_SIZE_NAMES = tuple(AREA_RANGES)  # small, medium, large
 COCO_SIZE_EDGES = tuple(math.sqrt(high) for _, high in list(AREA_RANGES.values())[:-1])  # sqrt(area): 32, 96
@@ -29,6 +36,29 @@ LEVEL_COLORS = {
     "c5": "tab:red",
 }
 OURS_COLOR, PAPER_COLOR = "tab:blue", "0.7"
+
+
+def save_figure(
+    fig: Figure, path: Path, what: str, dpi: int = 100, may_replace: Callable[[Path], bool] | None = None
+) -> Path:
+    """Write `fig` as a PNG atomically (fpnlab.outputs), stamped as the lab's; it replaces only a PNG the lab
+    saved (or what `may_replace` accepts as the lab's), never another file."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format="png", metadata={"Software": SOFTWARE})
+
+    def ours(existing: Path) -> bool:
+        return is_lab_png(existing) or (may_replace is not None and may_replace(existing))
+
+    return write_atomic(Path(path), buffer.getvalue(), what, may_replace=ours)
+
+
+def is_lab_png(path: Path) -> bool:
+    """Whether `path` is a PNG that save_figure wrote (its "Software" text says fpnlab)."""
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and image.text.get("Software") == SOFTWARE
+    except (OSError, ValueError, SyntaxError):
+        return False
 
 
 def new_figure(

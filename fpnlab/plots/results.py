@@ -15,7 +15,17 @@ from torch import Tensor
 
 from fpnlab.engine.recall import missed_objects
 from fpnlab.model.boxes import box_area
-from fpnlab.plots.base import COCO_SIZE_EDGES, OURS_COLOR, PAPER_COLOR, draw_boxes, image_panels, new_figure, show_image
+from fpnlab.outputs import make_folder
+from fpnlab.plots.base import (
+    COCO_SIZE_EDGES,
+    OURS_COLOR,
+    PAPER_COLOR,
+    draw_boxes,
+    image_panels,
+    new_figure,
+    save_figure,
+    show_image,
+)
 
 
 def loss_curves(
@@ -156,6 +166,5 @@ def save_detections(image: Tensor, detections: dict[str, Tensor], categories: li
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))  # the image fills the PNG: no margins
     show_image(ax, image)
     draw_boxes(ax, detections["boxes"], detections["labels"], detections["scores"], categories)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi, format="png")
-    return out
+    make_folder(out.parent, "folder of the detections image")
+    return save_figure(fig, out, "detections image", dpi=dpi)

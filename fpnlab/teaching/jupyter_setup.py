@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 from fpnlab.env import REPO
-from fpnlab.outputs import write_text_atomic
+from fpnlab.errors import FpnlabError
+from fpnlab.outputs import always, make_folder, write_atomic
 
 QUIET_START = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}
 
@@ -31,11 +32,17 @@ def overrides_path(prefix: str | Path = sys.prefix) -> Path:
 def install_lab_settings(prefix: str | Path = sys.prefix) -> Path:
     """Merge QUIET_START into the environment's overrides.json (other settings there are kept)."""
     path = overrides_path(prefix)
-    settings = json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        settings = json.loads(path.read_bytes()) if path.is_file() else {}
+    except ValueError:
+        raise FpnlabError(f"{path} is not valid JSON; fix it or move it away (it was left as it is).") from None
+    if not isinstance(settings, dict):
+        raise FpnlabError(f"{path} is not a JSON object of settings; fix it or move it away.")
     for plugin, values in QUIET_START.items():
         settings[plugin] = {**settings.get(plugin, {}), **values}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_text_atomic(path, json.dumps(settings, indent=2) + "\n")
+    make_folder(path.parent, "JupyterLab settings folder")
+    # merged: every setting already there is kept, so replacing the file loses nothing of the user's
+    return write_atomic(path, json.dumps(settings, indent=2) + "\n", "JupyterLab settings", may_replace=always)
 
 
 def install_notebook_filter(repo: Path = REPO) -> bool:

@@ -34,6 +34,7 @@ from fpnlab.model.config import PAPER_CANONICAL_SIZE
 from fpnlab.model.fpn import FPN
 from fpnlab.model.levels import continuous_level
 from fpnlab.teaching.receptive import receptive_fields, with_3x3_convs
+from fpnlab.typed_answer import as_number
 
 CPU = PRESETS["cpu"]  # the lab's CPU scale: the demo detector's settings
 
@@ -234,7 +235,7 @@ def check(name: str, prediction: Any) -> None:
 
 
 def lookup(name: str) -> Question:
-    if name not in QUESTIONS:
+    if not isinstance(name, str) or name not in QUESTIONS:
         raise FpnlabError(f"unknown question {name!r}; known: {', '.join(QUESTIONS)}.")
     return QUESTIONS[name]
 
@@ -246,9 +247,9 @@ def is_right(name: str, prediction: Any) -> bool:
 
 
 def agrees(prediction: Any, answer: Any, tolerance: float) -> bool:
-    """Numbers within `tolerance` (relative), or the same word (case and spaces ignored)."""
+    """Numbers within `tolerance` (relative), or the same word (case and spaces ignored). A number may be
+    typed any way fpnlab.typed_answer.as_number reads (a numpy or torch scalar, "0.56", "P4", ...)."""
     if isinstance(answer, str):
         return str(prediction).strip().lower() == answer.lower()
-    if isinstance(prediction, bool) or not isinstance(prediction, (int, float)):
-        return False
-    return math.isclose(prediction, answer, rel_tol=tolerance, abs_tol=1e-9)
+    number = as_number(prediction)
+    return number is not None and math.isclose(number, answer, rel_tol=tolerance, abs_tol=1e-9)

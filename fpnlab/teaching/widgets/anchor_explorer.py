@@ -14,6 +14,7 @@ from fpnlab import plots
 from fpnlab.model.anchors import AnchorGenerator
 from fpnlab.model.boxes import box_iou
 from fpnlab.model.config import RPNConfig
+from fpnlab.model.levels import known_level
 from fpnlab.teaching.widgets.panel import Panel, slider
 
 
@@ -54,7 +55,7 @@ class AnchorExplorer:
 
     def update(self, level: str, x: float, y: float, aspect_ratio: float = 1.0) -> AnchorView:
         """The anchors of the grid point at or up-left of pixel (x, y) on `level`, nearest `aspect_ratio` first."""
-        index = self.names.index(level)
+        index = self.names.index(known_level(level, self.names))
         (h, w), (img_h, img_w) = self.sizes[index], self.image.shape[-2:]
         stride_y, stride_x = img_h // h, img_w // w
         row, col = min(int(y // stride_y), h - 1), min(int(x // stride_x), w - 1)

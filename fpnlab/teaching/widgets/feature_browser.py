@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from fpnlab import plots
-from fpnlab.model.levels import level_number
+from fpnlab.model.levels import known_level, level_number
 from fpnlab.teaching.widgets.panel import Panel, slider
 
 
@@ -33,7 +33,7 @@ class FeatureMapBrowser:
         self.features, self.image = dict(features), image
 
     def update(self, level: str, channel: int = -1) -> FeatureView:
-        feature = self.features[level]
+        feature = self.features[known_level(level, list(self.features))]
         c, h, w = feature.shape[-3:]
         chosen = None if channel < 0 else min(channel, c - 1)
         data = plots.feature_image(feature, chosen)

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from fpnlab import plots
-from fpnlab.model.levels import assign_levels, continuous_level, level_number
+from fpnlab.model.levels import assign_levels, continuous_level, known_level, level_number
 from fpnlab.model.poolers import roi_align
 from fpnlab.teaching.widgets.panel import Panel, slider
 
@@ -63,15 +63,17 @@ class LevelAssignmentExplorer:
         """Eq. 1 for a width x height ROI centred on (x, y); compare_level None or "farthest": the level farthest
         from the chosen one."""
         canonical_size = self.canonical_size if canonical_size is None else canonical_size
+        k = float(continuous_level(float(width), float(height), canonical_size, canonical_level))  # checks them
         h_img, w_img = self.image.shape[-2:]
         x = w_img / 2 if x is None else x
         y = h_img / 2 if y is None else y
         box = torch.tensor([[x - width / 2, y - height / 2, x + width / 2, y + height / 2]], dtype=torch.float32)
-        k = float(continuous_level(float(width), float(height), canonical_size, canonical_level))
         unclamped = int(assign_levels(box, -100, 100, canonical_size, canonical_level)[0])
         level = int(assign_levels(box, self.ks[0], self.ks[-1], canonical_size, canonical_level)[0])
         if compare_level in (None, FARTHEST):  # the level farthest from the chosen one
             compare_level = self.ks[0] if level - self.ks[0] >= self.ks[-1] - level else self.ks[-1]
+        name = compare_level.lower() if isinstance(compare_level, str) else f"p{compare_level}"
+        compare_level = level_number(known_level(name, list(self.features)))
         crops = {"image": self._crop(self.image[None].float(), box, 1.0)}  # (3, 7, 7)
         for kk in (level, compare_level):
             crops[f"p{kk}"] = self._crop(self.features[f"p{kk}"], box, 2.0**-kk)  # (C, 7, 7)
