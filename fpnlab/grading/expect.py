@@ -2,6 +2,7 @@
 
 expect_close(got, expected, "iou of 3 boxes")     # AssertionError saying where and by how much
 expect_equal(got, expected, "matched gt index")
+shown(got)                                        # "a dict with keys boxes, scores", "a tensor of shape (3, 4)"
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fpnlab.grading.frames import opaque_name
+
 
 def expect_tensor(got: Any, expected: Tensor, what: str) -> Tensor:
     """`got` on the CPU, after an AssertionError in words unless it is a tensor of expected's shape and dtype."""
     if not isinstance(got, Tensor) or tuple(got.shape) != tuple(expected.shape):
-        shape = f"shape {tuple(got.shape)}" if isinstance(got, Tensor) else f"a {type(got).__name__}"
+        shape = (
+            f"shape {tuple(got.shape)}" if isinstance(got, Tensor) else f"a {opaque_name(got) or type(got).__name__}"
+        )
         raise AssertionError(f"{what}: got {shape}, expected a tensor of shape {tuple(expected.shape)}.")
     if got.dtype != expected.dtype:
         raise AssertionError(f"{what}: dtype {str(got.dtype)[6:]}, expected {str(expected.dtype)[6:]}.")
@@ -53,3 +58,14 @@ def expect_equal(got: Any, expected: Tensor, what: str) -> None:
         f"{what}: {int((got != expected).sum())} of {got.numel()} values differ; the first, at "
         f"{list(first)}: got {got[first].item()}, expected {expected[first].item()}."
     )
+
+
+def shown(value: Any) -> str:
+    """A few words on what a unit returned, for a failure message (never its values)."""
+    if isinstance(value, Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    if isinstance(value, dict) and opaque_name(value) is None:
+        return f"a dict with keys {', '.join(map(str, value)) or 'none'}"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return f"a {opaque_name(value) or type(value).__name__}"
