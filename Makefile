@@ -45,9 +45,10 @@ checkpoint: $(VENV)/.test-installed
 notebook-outputs: $(VENV)/.test-installed
 	$(BIN)/python tests/notebook_outputs.py notebooks/*.ipynb
 
-# The graded assignment: student release, autograder and Gradescope zip under dist/ (assignments/README.md).
+# The graded assignment: student release, autograder, Gradescope zip and instructor folder under dist/
+# (assignments/README.md). SECRET seeds the hidden cases: `make assignments SECRET=...`; keep it private.
 assignments: $(VENV)/.test-installed
-	$(BIN)/python -m assignments.build --out dist
+	SECRET="$(SECRET)" $(BIN)/python -m assignments.build --out dist
 
 # Mutation testing, one module against its own tests (not part of `make test`): make mutate MODULE=model/levels
 mutate: $(VENV)/.test-installed

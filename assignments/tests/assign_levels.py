@@ -64,3 +64,18 @@ def empty():
     units.expect_equal(
         assign(torch.zeros(0, 4, device=units.DEVICE)), torch.zeros(0, dtype=torch.int64), "levels of no boxes"
     )
+
+
+@test_case(
+    name="level boundaries: exactly 2^k times the canonical size, and within 1e-6 of it (the epsilon)", hidden=True
+)
+def level_boundaries():
+    shift = float(SEED % 97)  # the boxes' place is secret; Eq. 1 sees only their size
+    for size in (224.0, 89.6):
+        for dtype, nudges in ((torch.float32, (0.0,)), (torch.float64, (0.0, -5e-7, 5e-7, -3e-6, 3e-6))):
+            sides = [size * 2.0**k * (1 + nudge) for k in (-2, -1, 0, 1, 2) for nudge in nudges]
+            rows = [[shift, -shift, shift + s, -shift + s] for s in sides]
+            boxes = torch.tensor(rows, dtype=dtype, device=units.DEVICE)
+            units.expect_equal(
+                assign(boxes, 2, 5, size), mapper(boxes, 2, 5, size), f"levels of boxes on the boundaries, {size:g} px"
+            )

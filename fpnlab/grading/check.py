@@ -16,6 +16,7 @@ from typing import Any
 
 from fpnlab.errors import FpnlabError
 from fpnlab.grading import remote
+from fpnlab.grading.expect import DETAIL
 from fpnlab.grading.markers import PACKAGE
 from fpnlab.grading.registry import UNITS
 
@@ -40,7 +41,7 @@ def load_cases(path: Path) -> list[Any]:
 def explain(err: BaseException) -> str:
     """One line for a failed case: an assertion's own words, or the error and where in fpnlab it was raised."""
     if isinstance(err, AssertionError):
-        return str(err).replace(remote.YOURS, ": ")
+        return str(err).replace(DETAIL, "; ").replace(remote.YOURS, ": ")
     ours = [f for f in traceback.extract_tb(err.__traceback__) if PACKAGE in Path(f.filename).resolve().parents]
     place = (
         f" (fpnlab/{Path(ours[-1].filename).resolve().relative_to(PACKAGE).as_posix()}, line {ours[-1].lineno})"

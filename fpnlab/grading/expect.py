@@ -14,6 +14,8 @@ from torch import Tensor
 
 from fpnlab.grading.frames import opaque_name
 
+DETAIL = " | details: "  # what follows it in a failure holds values: shown for visible cases, not for hidden ones
+
 
 def expect_tensor(got: Any, expected: Tensor, what: str) -> Tensor:
     """`got` on the CPU, after an AssertionError in words unless it is a tensor of expected's shape and dtype."""
@@ -41,7 +43,7 @@ def expect_close(got: Any, expected: Tensor, what: str, rtol: float | None = Non
     index = tuple(int(i) for i in torch.unravel_index(error.argmax(), error.shape)) if error.dim() else ()
     raise AssertionError(
         f"{what}: {int((~ok).sum())} of {ok.numel()} values differ by more than a relative "
-        f"{rtol:g}; the worst, at {list(index)}: got {got[index].item():.6g}, expected "
+        f"{rtol:g}{DETAIL}the worst, at {list(index)}: got {got[index].item():.6g}, expected "
         f"{expected[index].item():.6g}."
     )
 
@@ -51,12 +53,12 @@ def expect_equal(got: Any, expected: Tensor, what: str) -> None:
     got, expected = expect_tensor(got, expected, what), expected.detach().cpu()
     if torch.equal(got, expected):
         return
+    differ = f"{what}: {int((got != expected).sum())} of {got.numel()} values differ{DETAIL}"
     if got.numel() <= 16:
-        raise AssertionError(f"{what}: got {got.tolist()}, expected {expected.tolist()}.")
+        raise AssertionError(f"{differ}got {got.tolist()}, expected {expected.tolist()}.")
     first = tuple(int(i) for i in (got != expected).nonzero()[0])
     raise AssertionError(
-        f"{what}: {int((got != expected).sum())} of {got.numel()} values differ; the first, at "
-        f"{list(first)}: got {got[first].item()}, expected {expected[first].item()}."
+        f"{differ}the first, at {list(first)}: got {got[first].item()}, expected {expected[first].item()}."
     )
 
 

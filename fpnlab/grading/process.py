@@ -38,6 +38,9 @@ class Setup:
     show_output: bool = True  # keep what the student's code prints (check); grading discards it
     time_limit_s: float = 120.0  # per request
     env: dict[str, str] = field(default_factory=dict)  # added to the process' environment
+    not_graded: dict[str, str] = field(default_factory=dict)  # unit -> why its code was not taken (grading)
+    order: tuple[str, ...] = ()  # the order units are graded in: the next one's process starts early (grading)
+    release: Path | None = None  # the release's fpnlab: a unit whose code is still its stub needs no process
 
 
 class UnitProcess:

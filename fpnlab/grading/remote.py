@@ -22,8 +22,9 @@ from typing import Any
 from torch import Tensor, nn
 
 from fpnlab.grading.frames import BUILT
-from fpnlab.grading.markers import PACKAGE
+from fpnlab.grading.markers import PACKAGE, refusal, unit_code
 from fpnlab.grading.process import Setup, UnitProcess
+from fpnlab.grading.registry import UNITS, where
 
 YOURS = " | your code's message: "  # what follows it in a failure comes from the student's code
 
@@ -89,15 +90,37 @@ def run_job(unit: str, target: str, *args: Any, time_limit_s: float | None = Non
 
 def ask(unit: str, request: dict[str, Any], grad: tuple[int, ...] | None, time_limit_s: float | None = None) -> Any:
     """Send `request` to `unit`'s process (started when it has none alive); its answer, or AssertionError."""
-    for other in [name for name in _workers if name != unit]:
-        close(other)  # one unit at a time: a unit's process never outlives its cases
+    setup, upcoming = current_setup(), _next(unit)
+    for other in [name for name in _workers if name not in (unit, upcoming)]:
+        close(other)  # a unit's process never outlives its cases
+    if (reason := _not_run(unit, setup)) is not None and request["mode"] == "unit":
+        raise AssertionError(reason)  # refused on sight: no process needed
     worker = _workers.get(unit)
     if worker is None or not worker.alive():
-        worker = _workers[unit] = UnitProcess(unit, current_setup())
+        worker = _workers[unit] = UnitProcess(unit, setup)
+    if upcoming is not None and upcoming not in _workers and _not_run(upcoming, setup) is None:
+        _workers[upcoming] = UnitProcess(upcoming, setup)  # it imports while this unit's cases run
     answer = worker.ask({**request, "grad": list(grad or ())}, time_limit_s)
     if "ok" in answer:
         return answer["ok"]
     raise AssertionError(failure(answer.get("error", {})))
+
+
+def _not_run(unit: str, setup: Setup) -> str | None:
+    """Why `unit`'s code is not run at all (not taken from the submission, or refused), or None."""
+    if unit in setup.not_graded:
+        return f"unit {unit!r} was not graded: {setup.not_graded[unit]}"
+    if unit not in UNITS:
+        return None
+    if setup.release is not None and unit_code(unit, setup.release) == unit_code(unit, setup.package / "fpnlab"):
+        return f"unit {unit!r} is not done yet: {where(unit)}."  # the release's stub, as it came
+    return refusal(unit, setup.package / "fpnlab")
+
+
+def _next(unit: str) -> str | None:
+    """The unit graded after `unit` (Setup.order), whose process may start now."""
+    order = current_setup().order
+    return order[order.index(unit) + 1] if unit in order[:-1] else None
 
 
 def failure(error: dict[str, Any]) -> str:
@@ -108,6 +131,12 @@ def failure(error: dict[str, Any]) -> str:
     place = f" ({where})" if where else ""
     text = " ".join(str(message).split())[:300]
     return f"your code raised {kind}{place}{YOURS}{text}" if text else f"your code raised {kind}{place}."
+
+
+def refused_units() -> list[str]:
+    """The units whose code the grader does not take or refuses (the capstone needs none of them)."""
+    setup = current_setup()
+    return [unit for unit in UNITS if _not_run(unit, setup) is not None]
 
 
 def output(unit: str) -> str:

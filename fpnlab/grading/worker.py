@@ -46,7 +46,8 @@ def answer(unit: str, request: dict[str, Any]) -> dict[str, Any]:
         with context:
             function = callable_of(request["call"])
             args, kwargs = rebuild(request["args"]), rebuild(request["kwargs"])
-            return {"ok": invoke(function, list(args), kwargs, request["grad"])}
+            grad = request["grad"] if request["mode"] == "unit" else None  # a job (training) sets up its own
+            return {"ok": invoke(function, list(args), kwargs, grad)}
     except Exception as err:  # the student's code may raise anything: it is reported, not fatal
         return {"error": described(err)}
 
@@ -66,9 +67,12 @@ def described(err: BaseException) -> dict[str, str]:
     return {"type": type(err).__name__, "where": where, "message": str(err)}
 
 
-def invoke(function: Any, args: list[Any], kwargs: dict[str, Any], grad: list[int]) -> Any:
-    """function(*args, **kwargs) as plain data; with `grad`, also the gradients of the sum of its floating-point
-    tensors with respect to those arguments (None where it does not depend on one)."""
+def invoke(function: Any, args: list[Any], kwargs: dict[str, Any], grad: list[int] | None) -> Any:
+    """function(*args, **kwargs) as plain data, without autograd when `grad` is empty; with `grad`, also the
+    gradients of the sum of its floating-point tensors with respect to those arguments (None where it does
+    not depend on one); with None (a job), as the function itself sets autograd up."""
+    if grad is None:
+        return to_plain(function(*args, **kwargs))
     if not grad:
         with torch.no_grad():
             return to_plain(function(*args, **kwargs))
