@@ -14,6 +14,7 @@ import statistics
 from otter.test_files import test_case
 
 from fpnlab import grading as units
+from fpnlab.grading import remote
 
 OK_FORMAT = False
 name = "training"
@@ -37,6 +38,8 @@ def probe():
 
 @test_case(name="a short training run of your units: finite gradients through every part, the loss falls as the lab's")
 def trains_like_the_reference():
+    refused = remote.refused_units()
+    assert not refused, f"units {', '.join(refused)} are refused or not graded, so the detector is not your own."
     found = probe()
     losses, gradients = found["losses"], found["gradients"]
     assert len(losses) == ITERATIONS and all(math.isfinite(x) for x in losses), "the losses are not all finite numbers."
