@@ -95,10 +95,24 @@ def write_release(out: Path, points: Points, tests: dict[str, str]) -> Path:
     (out / "results").mkdir()
     for name in RESULTS:
         shutil.copy2(REPO / "results" / name, out / "results" / name)
-    shutil.copy2(ASSIGNMENTS / "STUDENT.md", out / "README.md")
+    (out / "README.md").write_text(student_readme(), encoding="utf-8")
     (out / "rubric.md").write_text(rubric(points), encoding="utf-8")
     (out / "pyproject.toml").write_text(pyproject(), encoding="utf-8")
     return out
+
+
+def student_readme() -> str:
+    """assignments/STUDENT.md with the measured size of a CPU-only install (results/install_size.json)."""
+    size = read_result("install_size")
+    if size is None:
+        raise FpnlabError(
+            "results/install_size.json is missing; make it with `python benchmarks/install_size.py --save`."
+        )
+    return (
+        (ASSIGNMENTS / "STUDENT.md")
+        .read_text(encoding="utf-8")
+        .replace("{cpu_install_gb}", f"{size['cpu_install_gb']:g}")
+    )
 
 
 def rubric(points: Points) -> str:

@@ -102,8 +102,8 @@ def outdented_line(lines: list[str], indent: int) -> int | None:
         for token in tokenize.generate_tokens(io.StringIO("\n".join(lines) + "\n").readline):
             if token.type not in SKIPPED_TOKENS:
                 starts.setdefault(token.start[0] - 1, token.start[1])
-    except (tokenize.TokenError, IndentationError, SyntaxError):
-        pass  # code that does not tokenize is refused for not parsing
+    except (tokenize.TokenError, IndentationError, SyntaxError):  # then line by line, strings or not
+        starts = {n: len(line) - len(line.lstrip()) for n, line in enumerate(lines) if line.strip()}
     return next((line for line, column in sorted(starts.items()) if column < indent), None)
 
 
