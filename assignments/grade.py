@@ -21,12 +21,9 @@ from assignments.config import NOTES, UPLOAD, WORK  # noqa: E402 (needs the path
 from assignments.grading import prepare_grading  # noqa: E402
 
 upload = AUTOGRADER / UPLOAD
-if not upload.is_dir():  # run by plain `otter run`, not assignments.runner: the upload is still here
-    upload = Path.cwd()
-setup, found = prepare_grading(upload, AUTOGRADE, AUTOGRADER / WORK)
-found.extra = [
-    name for name in found.extra if name.split("/")[0] not in ("grade.py", "autograde", "tests", "__init__.py")
-]
+setup, found = prepare_grading(upload if upload.is_dir() else Path.cwd(), AUTOGRADE, AUTOGRADER / WORK)
+if not upload.is_dir():  # run by plain `otter run`, not assignments.runner: the upload is here, beside ours
+    found.extra = [name for name in found.extra if name.split("/")[0] not in ("grade.py", "autograde", "tests")]
 os.environ.update(setup.env)  # the data and the submitted notebook, for the capstone's and analysis' checks here
 notes = found.notes() + [f"unit {unit!r} was not graded: {why}" for unit, why in setup.not_graded.items()]
 (AUTOGRADER / "results").mkdir(exist_ok=True)

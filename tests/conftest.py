@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from assignments.config import POINTS
-from tests.assignment_support import CAPSTONE_IMAGES
+from tests.assignment_support import CAPSTONE_IMAGES, grade
 
 with warnings.catch_warnings():  # otter's imports warn about traitlets' deprecated style, which is not ours
     warnings.filterwarnings("ignore", "Traits should be given as instances", DeprecationWarning)
@@ -26,3 +26,9 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "points.toml").write_text(points, encoding="utf-8")
     build(folder / "dist", folder / "points.toml", secret=SECRET)
     return folder / "dist"
+
+
+@pytest.fixture(scope="session")
+def solution_results(dist: Path) -> dict:
+    """The whole autograder on the solution's submission zip (the one every instructor uploads first)."""
+    return grade(dist, dist / "instructor" / "solution.zip")

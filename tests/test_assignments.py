@@ -183,12 +183,6 @@ def test_check_says_in_words_what_is_wrong(dist, tmp_path, capsys):
 # --- grading ----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def solution_results(dist, tmp_path_factory):
-    """The whole autograder on the solution's submission zip (the one every instructor uploads first)."""
-    return grade(dist, dist / "instructor" / "solution.zip")
-
-
 def test_solution_grades_full_marks(dist, solution_results):
     points = read_points(dist.parent / "points.toml")
     assert solution_results["score"] == pytest.approx(points.autograded) == 60
