@@ -70,6 +70,7 @@ GRADING_CODE = (  # of assignments/, what grade.py and the runner import in the 
     "config.py",
     "grading.py",
     "report.py",
+    "layout.py",
     "runner.py",
     "submission.py",
 )

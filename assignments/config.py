@@ -24,9 +24,6 @@ NOTEBOOK = "notebooks/fpn_assignment.ipynb"  # relative to a release (and to a s
 CAPSTONE_MODEL = "runs/capstone/model.pt"  # the capstone's exported detector, relative to a release
 STAGE_MODULES = tuple(sorted({unit.module for unit in UNITS.values()}))  # the files under fpnlab/ with units
 SUBMITTED = tuple(f"fpnlab/{module}" for module in STAGE_MODULES) + (NOTEBOOK, CAPSTONE_MODEL)
-UPLOAD = "upload"  # in the autograder folder, beside submission/: the student's upload, never executed
-NOTES = "submission_notes.json"  # in its results/: what grade.py found about the submission's files
-WORK = "work"  # in the autograder folder: the graded package and the submitted data
 
 
 @dataclass(frozen=True)

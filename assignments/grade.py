@@ -17,8 +17,8 @@ AUTOGRADER = Path.cwd().parent  # otter runs this file in <autograder>/submissio
 AUTOGRADE = AUTOGRADER / "source" / "files" / "autograde"
 sys.path[:0] = [str(AUTOGRADE / "release"), str(AUTOGRADE)]  # the grader's code before anything else
 
-from assignments.config import NOTES, UPLOAD, WORK  # noqa: E402 (needs the path above)
 from assignments.grading import prepare_grading  # noqa: E402
+from assignments.layout import NOTES, UPLOAD, WORK  # noqa: E402 (needs the path above)
 
 upload = AUTOGRADER / UPLOAD
 setup, found = prepare_grading(upload if upload.is_dir() else Path.cwd(), AUTOGRADE, AUTOGRADER / WORK)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fpnlab.grading.expect import DETAIL
-from fpnlab.grading.remote import YOURS
-
+# The markers of fpnlab.grading.remote.YOURS and fpnlab.grading.expect.DETAIL, spelled out: the runner imports
+# neither fpnlab nor torch (tests/test_grading_rules.py checks that they agree).
+YOURS = " | your code's message: "  # what follows it in a failure was written by the student's code
+DETAIL = " | details: "  # what follows it holds values: shown for visible cases only
 PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?(?:[\\/][\w.@~+-]+){2,}")  # an absolute path, on any system
 MESSAGE_LIMIT = 600  # characters of one visible case's message
 

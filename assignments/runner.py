@@ -25,7 +25,7 @@ from pathlib import Path
 import dill
 from otter.run.run_autograder import main as otter_main
 
-from assignments.config import NOTES, UPLOAD
+from assignments.layout import NOTES, UPLOAD
 from assignments.report import student_results
 
 GRADESCOPE = Path("/autograder")

@@ -13,6 +13,7 @@ import zipfile
 
 import pytest
 
+from assignments import report
 from assignments.grading import splice, structure_problem
 from assignments.report import hidden_message, visible_message
 from assignments.similarity import references, similarity
@@ -150,6 +151,10 @@ def test_a_hidden_case_shows_the_graders_words_only():
         "the case stopped with an error (its details stay hidden)."
     )
     assert visible_message(otter + f"AssertionError: x{YOURS}see /autograder/source/tests/iou.py") == "x: see <path>"
+
+
+def test_the_runners_markers_are_the_graders():
+    assert (report.YOURS, report.DETAIL) == (YOURS, DETAIL)
 
 
 def test_hidden_seeds_come_from_the_secret_and_stay_out_of_the_release():
