@@ -90,3 +90,13 @@ def empty_by_hand():
 def unreachable_gt_by_hand():
     iou = torch.tensor([[0.8, 0.1], [0.0, 0.0]], device=units.DEVICE)
     expect_match(match(iou, 0.7, 0.3, True), [0, 0], [1, 0], "gt 1 overlapping nothing")
+
+
+@test_case(name="IoU exactly at the thresholds: 0.7 is positive, 0.3 ignored, just below each is not", hidden=True)
+def exact_thresholds():
+    rows = [[0.7, 0.3, 0.3 - 1e-6, 0.7 - 1e-6, 0.0], [0.1, 0.2, 0.29, 0.6, 0.7]]
+    for dtype in (torch.float32, torch.float64):
+        iou = torch.tensor(rows, dtype=dtype, device=units.DEVICE)
+        for low_quality in (False, True):
+            expected = torchvision_match(iou, 0.7, 0.3, low_quality)
+            expect_match(match(iou, 0.7, 0.3, low_quality), *expected, f"IoU at the thresholds, {str(dtype)[6:]}")

@@ -77,3 +77,9 @@ def uniform():
 def empty():
     labels = torch.zeros(0, dtype=torch.int64, device=units.DEVICE)
     expect_sample(sample(labels, 256, 0.5), labels, 0, 0, "no candidates")
+
+
+@test_case(name="by hand: a positive share that is not whole (10 x 0.25 = 2.5) rounds down: 2 + 8", hidden=True)
+def fraction_rounds_down():
+    labels = labels_of({1: 6, 0: 30}, seed=SEED + 4)
+    expect_sample(sample(labels, 10, 0.25), labels, 2, 8, "batch 10, a quarter positive")
