@@ -98,7 +98,7 @@ def test_the_extra_files_are_named_and_the_cheats_explained(cheated):
     assert "unit 'area' was not graded: line" in seen and "sits left of its '# BEGIN UNIT' marker" in seen
     for unit, why in (("iou", "'__builtins__'"), ("encode", "global/nonlocal"), ("nms", "'nms'")):
         assert f"unit {unit!r} uses {why}" in seen, unit
-    assert "unit 'roi_loss' uses an import" in seen and "unit 'matcher' uses 'vars'" in seen
+    assert "unit 'roi_loss' uses an import" in seen and "unit 'matcher' uses 'torchvision' and 'vars'" in seen
 
 
 def test_no_hidden_case_or_grader_path_is_shown(cheated, dist):

@@ -123,9 +123,10 @@ def refusal(unit: str, package: Path = PACKAGE) -> str | None:
     found = sorted(uses(tree, UNITS[unit].forbidden))
     if not found:
         return None
-    line, name, why = found[0]
+    line, _, why = found[0]
+    names = " and ".join(dict.fromkeys(name for at, name, _ in found if at == line))  # all of that line, in order
     return (
-        f"unit {unit!r} uses {name} ({where}, line {offset + line}): {why}; write it with torch operations. "
+        f"unit {unit!r} uses {names} ({where}, line {offset + line}): {why}; write it with torch operations. "
         "As it is, the unit earns no points."
     )
 
