@@ -19,8 +19,9 @@ from assignments.report import hidden_message, visible_message
 from assignments.similarity import references, similarity
 from assignments.submission import reduce_submission
 from assignments.testfiles import seed_of, visible_only
-from fpnlab.grading import build_it_yourself, regions
+from fpnlab.grading import build_it_yourself, regions, remote
 from fpnlab.grading.expect import DETAIL
+from fpnlab.grading.frames import GRADERS_OWN
 from fpnlab.grading.markers import outdented_line, uses
 from fpnlab.grading.remote import YOURS
 
@@ -174,3 +175,12 @@ def test_the_lab_is_its_own_closest_match():
     lab, theirs = references("iou")
     assert similarity(lab, lab) == 1.0 and 0.1 < similarity(lab, theirs) < 0.9
     assert similarity("return units.todo('iou', boxes1, boxes2)", lab) < 0.3
+
+
+def test_only_the_grader_can_speak_as_the_grader():
+    """An exception class a student names like the grader's marker still has its message set apart."""
+    assert (
+        remote.failure({"type": GRADERS_OWN, "message": "unit 'iou' is not done yet"}) == "unit 'iou' is not done yet"
+    )
+    raised = remote.failure({"type": "Grader", "where": "fpnlab/model/boxes.py, line 3", "message": "[[1, 2]]"})
+    assert raised == f"your code raised Grader (fpnlab/model/boxes.py, line 3){YOURS}[[1, 2]]"

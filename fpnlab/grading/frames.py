@@ -21,6 +21,7 @@ from torch import Tensor
 
 MAX_FRAME_BYTES = 512 * 2**20  # a larger answer is an error: no test case expects anything near it
 OPAQUE = "fpnlab:opaque"  # {OPAQUE: type name}: a value that is not plain data
+GRADERS_OWN = "fpnlab:grader"  # the error type of the grader's own messages (a colon: no class is named so)
 BUILT = "fpnlab:built"  # {BUILT: "module:Class", ...}: an object the unit's process builds (fpnlab.grading.remote)
 LENGTH = struct.Struct(">Q")
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from fpnlab.grading.frames import BUILT
+from fpnlab.grading.frames import BUILT, GRADERS_OWN
 from fpnlab.grading.markers import PACKAGE, refusal, unit_code
 from fpnlab.grading.process import Setup, UnitProcess
 from fpnlab.grading.registry import UNITS, where
@@ -101,6 +101,8 @@ def ask(unit: str, request: dict[str, Any], grad: tuple[int, ...] | None, time_l
     if upcoming is not None and upcoming not in _workers and _not_run(upcoming, setup) is None:
         _workers[upcoming] = UnitProcess(upcoming, setup)  # it imports while this unit's cases run
     answer = worker.ask({**request, "grad": list(grad or ())}, time_limit_s)
+    if not isinstance(answer, dict):
+        raise AssertionError(f"unit {unit!r}'s process sent an answer the grader cannot read.")
     if "ok" in answer:
         return answer["ok"]
     raise AssertionError(failure(answer.get("error", {})))
@@ -125,10 +127,10 @@ def _next(unit: str) -> str | None:
 
 def failure(error: dict[str, Any]) -> str:
     """One line for a failure in the unit's process: ours first; after YOURS, the message of the student's code."""
-    kind, where, message = error.get("type", "Error"), error.get("where", ""), error.get("message", "")
-    if kind in ("Refused", "Grader"):  # the grader's own words: a refusal, a stub not done, a time limit
+    kind, location, message = error.get("type", "Error"), error.get("where", ""), error.get("message", "")
+    if kind == GRADERS_OWN:  # a refusal, a stub not done, a time limit: no class of a student's is named so
         return str(message)
-    place = f" ({where})" if where else ""
+    place = f" ({location})" if location else ""
     text = " ".join(str(message).split())[:300]
     return f"your code raised {kind}{place}{YOURS}{text}" if text else f"your code raised {kind}{place}."
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fpnlab.grading.frames import BUILT, read_frame, to_plain, write_frame
+from fpnlab.grading.frames import BUILT, GRADERS_OWN, read_frame, to_plain, write_frame
 from fpnlab.grading.markers import PACKAGE, refusal
 from fpnlab.grading.registry import UNITS
 from fpnlab.grading.runtime import checking, strict
@@ -42,7 +42,7 @@ def answer(unit: str, request: dict[str, Any]) -> dict[str, Any]:
     """{"ok": result} or {"error": {...}} for one request."""
     refused = [reason for name in (UNITS if request["mode"] == "strict" else [unit]) if (reason := refusal(name))]
     if refused:  # a unit's own case, or a job that runs every unit: no refused code runs
-        return {"error": {"type": "Refused", "message": refused[0]}}
+        return {"error": {"type": GRADERS_OWN, "message": refused[0]}}
     context: AbstractContextManager[None] = checking(unit) if request["mode"] == "unit" else strict()
     try:
         with context:
@@ -60,7 +60,7 @@ def described(err: BaseException) -> dict[str, str]:
     frames = [f for f in traceback.extract_tb(err.__traceback__) if PACKAGE in Path(f.filename).resolve().parents]
     ours = frames and Path(frames[-1].filename).resolve().parent == GRADER
     if ours and isinstance(err, (NotImplementedError, TimeoutError)):
-        return {"type": "Grader", "message": str(err)}
+        return {"type": GRADERS_OWN, "message": str(err)}
     where = (
         f"fpnlab/{Path(frames[-1].filename).resolve().relative_to(PACKAGE).as_posix()}, line {frames[-1].lineno}"
         if frames
