@@ -49,9 +49,10 @@ checkpoint: $(VENV)/.test-installed
 notebook-outputs: $(VENV)/.test-installed
 	$(BIN)/python tests/notebook_outputs.py notebooks/*.ipynb
 
-# The graded assignment: student release, autograder and Gradescope zip under dist/ (assignments/README.md).
+# The graded assignment: student release, autograder, Gradescope zip and instructor folder under dist/
+# (assignments/README.md). SECRET seeds the hidden cases: `make assignments SECRET=...`; keep it private.
 assignments: $(VENV)/.test-installed
-	$(BIN)/python -m assignments.build --out dist
+	SECRET="$(SECRET)" $(BIN)/python -m assignments.build --out dist
 
 # The one repository setting (pyproject.toml's [project.urls] Repository): make colab-links REPO=owner/name [BRANCH=main]
 # sets it and rewrites the README's Colab links and every notebook's install cell from it; with no REPO, from the

@@ -1,16 +1,20 @@
-"""Build the assignment: `python -m assignments.build --out dist` (what `make assignments` runs).
+"""Build the assignment: `python -m assignments.build --out dist` (what `make assignments SECRET=...` runs).
 
     dist/student/              the student release (assignments/release.py): push it to a repository
     dist/fpn-assignment.zip    the same release as one zip, for Colab or a course page
-    dist/autograder/           every test case, the grading code, solution.zip (instructors only)
-    dist/autograder.zip        the Gradescope autograder (otter generate), also what `otter run -a` takes
+    dist/autograder/           every test case and the grading code (instructors only)
+    dist/autograder.zip        the Gradescope autograder, also what `python -m assignments.runner` takes
+    dist/instructor/           answers, rubric, model analysis, solution, grading report (instructors only)
 
-Everything is made afresh: an existing --out folder is emptied only when it holds a previous build.
+The hidden cases' random draws come from the instructor's secret (--secret, or $SECRET): without one,
+from DEFAULT_SECRET, which anyone with the public lab can reproduce. Everything is made afresh: an
+existing --out folder is emptied only when it holds a previous build.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -18,23 +22,26 @@ from pathlib import Path
 
 from assignments.autograder import gradescope_zip, write_autograder
 from assignments.config import POINTS, read_points
+from assignments.instructor import write_instructor
 from assignments.release import release_zip, test_sources, write_release
 from fpnlab.errors import FpnlabError
 
-MADE_HERE = ("student", "fpn-assignment.zip", "autograder", "autograder.zip")
+MADE_HERE = ("student", "fpn-assignment.zip", "autograder", "autograder.zip", "instructor")
+DEFAULT_SECRET = "fpnlab-public-default"  # for trying the build locally: a course sets its own
 
 
-def build(out: Path, points_file: Path = POINTS, zip_: bool = True) -> dict[str, Path]:
-    """Build everything into `out`; returns what was made, by name."""
+def build(out: Path, points_file: Path = POINTS, zip_: bool = True, secret: str | None = None) -> dict[str, Path]:
+    """Build everything into `out`, the hidden cases' seeds from `secret`; returns what was made, by name."""
     points = read_points(points_file)
     clear(out)
-    tests = test_sources(points)
+    tests = test_sources(points, secret or DEFAULT_SECRET)
     release = write_release(out / "student", points, tests)
-    autograder = write_autograder(out / "autograder", release, points, tests)
+    autograder = write_autograder(out / "autograder", release, tests)
     made = {
         "student": release,
         "fpn-assignment.zip": release_zip(release, out / "fpn-assignment.zip"),
         "autograder": autograder,
+        "instructor": write_instructor(out / "instructor", release, points, tests, default_secret=not secret),
     }
     if zip_:
         made["autograder.zip"] = gradescope_zip(autograder, out / "autograder.zip")
@@ -65,10 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("dist"), help="folder to build into (default: dist)")
     parser.add_argument("--points", type=Path, default=POINTS, help="points file (default: assignments/points.toml)")
     parser.add_argument("--no-zip", action="store_true", help="skip the Gradescope zip (otter generate)")
+    parser.add_argument(
+        "--secret", default=os.environ.get("SECRET") or None, help="seeds the hidden cases (default: $SECRET)"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    if not args.secret:
+        print(
+            f"SECRET not set: the hidden cases' seeds come from the public default {DEFAULT_SECRET!r}; "
+            "set one for a course."
+        )
     try:
-        made = build(args.out, args.points, zip_=not args.no_zip)
+        made = build(args.out, args.points, zip_=not args.no_zip, secret=args.secret)
     except FpnlabError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -36,17 +36,27 @@ class Capstone:
 
 
 @dataclass(frozen=True)
+class Training:
+    """The capstone's training part: its points, and the run's length (must match the stored reference)."""
+
+    points: float
+    iterations: int
+    images: int
+
+
+@dataclass(frozen=True)
 class Points:
     """Everything points.toml says."""
 
     units: dict[str, float]  # unit -> points, in fpnlab.grading.UNITS order
     capstone: Capstone
+    training: Training
     analysis: float  # hand-graded
 
     @property
     def autograded(self) -> float:
-        """What the autograder can give: every unit and the capstone."""
-        return sum(self.units.values()) + self.capstone.points
+        """What the autograder can give: every unit and the capstone's two parts."""
+        return sum(self.units.values()) + self.capstone.points + self.training.points
 
 
 def read_points(path: Path = POINTS) -> Points:
@@ -63,8 +73,10 @@ def read_points(path: Path = POINTS) -> Points:
             f"missing: {', '.join(missing) or 'none'}; unknown: {', '.join(unknown) or 'none'}."
         )
     capstone, manual = _section(data, "capstone", path), _section(data, "manual", path)
+    training = _section(data, "training", path)
     numbers = {f"units.{u}": units[u] for u in UNITS} | {
         "capstone.points": capstone.get("points"),
+        "training.points": training.get("points"),
         "manual.analysis": manual.get("analysis"),
     }
     for name, value in numbers.items():
@@ -73,9 +85,19 @@ def read_points(path: Path = POINTS) -> Points:
     ap50, images = capstone.get("ap50"), capstone.get("val_images")
     if not isinstance(ap50, (int, float)) or not 0 <= ap50 <= 1:
         raise FpnlabError(f"{path}: capstone.ap50 must be an AP50 between 0 and 1, got {ap50!r}.")
-    if not isinstance(images, int) or images < 1:
-        raise FpnlabError(f"{path}: capstone.val_images must be a whole number >= 1, got {images!r}.")
-    return Points({u: units[u] for u in UNITS}, Capstone(capstone["points"], ap50, images), manual["analysis"])
+    for name, value in {
+        "capstone.val_images": images,
+        "training.iterations": training.get("iterations"),
+        "training.images": training.get("images"),
+    }.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise FpnlabError(f"{path}: {name} must be a whole number >= 1, got {value!r}.")
+    return Points(
+        {u: units[u] for u in UNITS},
+        Capstone(capstone["points"], ap50, images),
+        Training(training["points"], training["iterations"], training["images"]),
+        manual["analysis"],
+    )
 
 
 def _section(data: dict[str, Any], name: str, path: Path) -> dict[str, Any]:

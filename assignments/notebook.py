@@ -147,13 +147,15 @@ You write the {len(UNITS)} functions that make fpnlab's detector, one *unit* at 
 package (`../fpnlab/*.py`). Each unit's code goes between its markers, `# BEGIN UNIT <name>` and
 `# END UNIT <name>`: only those lines are graded, so keep your helpers inside them and add no imports.
 
-* `check("<unit>")` runs the unit's visible tests and says what is wrong; the graded tests add hidden
-  cases (other sizes, float64, empty inputs, ties, boxes off the image).
+* `check("<unit>")` runs the unit's visible tests on your files as they are on disk, in a fresh process,
+  as the grader does, and says what is wrong; the graded tests add hidden cases (other sizes, float64,
+  empty inputs, ties, values at a threshold, boxes off the image).
 * A unit you have not done yet runs torchvision's equivalent and says so once, so the later sections work;
   checks and grading never use it. Calling torchvision or the lab's own version of the same computation
-  in a unit's code costs the unit its points.
-* Points: {sum(points.units.values()):g} for the units, {points.capstone.points:g} for the capstone,
-  {points.analysis:g} for the written analysis (graded by hand with `rubric.md`)."""
+  in a unit's code costs the unit its points (README.md lists what a unit may use).
+* Points: {sum(points.units.values()):g} for the units, {points.capstone.points + points.training.points:g}
+  for the capstone (your trained model's AP50, and a short training run of your units), {points.analysis:g}
+  for the written analysis (graded by hand with `rubric.md`)."""
 
 
 def unit_cells(unit: str) -> list[nbformat.NotebookNode]:
@@ -174,7 +176,12 @@ def capstone_cells(points: Points, model: str) -> list[nbformat.NotebookNode]:
         f"shapes-mini val ({points.capstone.points:g} points). Check every unit first: a unit that is not "
         f"done stops the training, since no fallback runs here."
     )
-    return [markdown(text), code(CAPSTONE.format(model=model))]
+    probe = (
+        f"The grader also trains a small detector of your units for {points.training.iterations} iterations on "
+        f"{points.training.images} images ({points.training.points:g} points): every part must get finite gradients "
+        "and the loss must fall as the lab's does. About a minute:"
+    )
+    return [markdown(text), code(CAPSTONE.format(model=model)), markdown(probe), code('check("training")')]
 
 
 def analysis_cells() -> list[nbformat.NotebookNode]:

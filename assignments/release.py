@@ -24,24 +24,29 @@ import nbformat
 from assignments.config import ASSIGNMENTS, CAPSTONE_MODEL, NOTEBOOK, REPO, SUBMITTED, UNIT_TESTS, Points
 from assignments.notebook import assignment_notebook
 from assignments.stubs import stub_module
-from assignments.testfiles import fill_settings, visible_only
+from assignments.testfiles import fill_settings, seed_of, visible_only
 from fpnlab.errors import FpnlabError
 from fpnlab.grading import UNITS
+from fpnlab.results import read_result
 
-EXTRA_TESTS = ("capstone", "analysis")  # test files beside the units' own
+EXTRA_TESTS = ("capstone", "training", "analysis")  # test files beside the units' own
 RESULTS = ("ablation_rpn_cpu.json",)
 OTTER_REQUIREMENT = '"otter-grader>=7,<8"'
+REFERENCE = "assignment_training"  # results/assignment_training.json: the training part's reference run
 ZIP_FOLDER = "fpn-assignment"  # the folder a student gets when unpacking the release zip
 
 
-def test_sources(points: Points) -> dict[str, str]:
-    """Every test file of the assignment, all cases, with the settings of points.toml filled in."""
+def test_sources(points: Points, secret: str) -> dict[str, str]:
+    """Every test file of the assignment, all cases, with the settings of points.toml filled in, the hidden
+    cases' seeds derived from `secret`, and the training reference (results/assignment_training.json)."""
     sources = {}
     for name in [*UNITS, *EXTRA_TESTS]:
         path = UNIT_TESTS / f"{name}.py"
         if not path.is_file():
             raise FpnlabError(f"unit {name!r} has no test file {path}; every unit needs one.")
-        values: dict[str, object] = {"points": points.units[name]} if name in UNITS else {}
+        values: dict[str, object] = (
+            {"points": points.units[name], "SEED": seed_of(secret, name)} if name in UNITS else {}
+        )
         if name == "capstone":
             values = {
                 "points": points.capstone.points,
@@ -49,8 +54,28 @@ def test_sources(points: Points) -> dict[str, str]:
                 "VAL_IMAGES": points.capstone.val_images,
                 "MODEL": CAPSTONE_MODEL,
             }
+        if name == "training":
+            values = training_settings(points)
         sources[name] = fill_settings(path.read_text(encoding="utf-8"), values, str(path))
     return sources
+
+
+def training_settings(points: Points) -> dict[str, object]:
+    """The training part's settings: its points and run, and the stored reference of that same run."""
+    reference = read_result(REFERENCE)
+    run = (points.training.iterations, points.training.images)
+    if reference is None or (reference["iterations"], reference["images"]) != run:
+        raise FpnlabError(
+            f"results/{REFERENCE}.json does not hold the reference of a {run[0]}-iteration, {run[1]}-image run "
+            "(assignments/points.toml [training]); make it with `python -m assignments.reference`."
+        )
+    return {
+        "points": points.training.points,
+        "ITERATIONS": run[0],
+        "IMAGES": run[1],
+        "REFERENCE_LOSSES": [round(reference["first_loss"], 6), round(reference["end_loss"], 6)],
+        "REFERENCE_GRADIENTS": {part: round(value, 6) for part, value in reference["gradients"].items()},
+    }
 
 
 def write_release(out: Path, points: Points, tests: dict[str, str]) -> Path:
@@ -70,10 +95,21 @@ def write_release(out: Path, points: Points, tests: dict[str, str]) -> Path:
     (out / "results").mkdir()
     for name in RESULTS:
         shutil.copy2(REPO / "results" / name, out / "results" / name)
-    shutil.copy2(ASSIGNMENTS / "STUDENT.md", out / "README.md")
+    (out / "README.md").write_text(student_readme(), encoding="utf-8")
     (out / "rubric.md").write_text(rubric(points), encoding="utf-8")
     (out / "pyproject.toml").write_text(pyproject(), encoding="utf-8")
     return out
+
+
+def student_readme() -> str:
+    """assignments/STUDENT.md with the measured size of a CPU-only install (results/venv_size.json)."""
+    size = read_result("venv_size")
+    if size is None:
+        raise FpnlabError(
+            "results/venv_size.json is missing; make it with `python benchmarks/venv_size.py --cpu-wheel ... --save`."
+        )
+    gigabytes = round(size["cpu_only_environment"] / 1e9, 1)
+    return (ASSIGNMENTS / "STUDENT.md").read_text(encoding="utf-8").replace("{cpu_install_gb}", f"{gigabytes:g}")
 
 
 def rubric(points: Points) -> str:

@@ -1,95 +1,41 @@
-"""The graded assignment (issue 16), end to end: build, release contents, feedback, grading with otter.
+"""The graded assignment (issues 16 and 24), end to end: build, release contents, grading.
 
-One build into a temporary folder serves every test. It uses a copy of assignments/points.toml whose
-capstone is scored on 16 val images instead of 120 (the same code path, a smaller sample), and the
-capstone's model is the shipped demo detector (data/checkpoints/demo.pt: the cpu preset's detector,
-trained longer), which assignments/autograder.py puts into the solution's submission: CI trains nothing.
+One build per session (tests/conftest.py `dist`, with a secret of its own) serves every test. Its capstone
+is scored on 16 val images instead of 120 (the same code path), and the capstone's model is the shipped demo
+detector (data/checkpoints/demo.pt), which the build puts into the solution's submission: CI trains nothing.
 
-  * the release holds no line of solution code, no hidden case, no instructor file;
-  * the Gradescope zip is built, with the tests, grade.py and the grading code;
-  * grading takes only the code between a submission's markers, and says why when it cannot;
-  * `otter run` grades, with every unit and the capstone: the solution (100%), the untouched release
-    (0 on every unit, no crash), the solution with unit 'iou' broken on purpose (exactly iou's points lost:
-    'nms' and 'rpn_loss', which call it, keep theirs);
-  * each unit alone, solved in an otherwise untouched release, passes all its cases, visible and hidden:
-    no unit's grade depends on another unit (one subprocess runs them all, without otter);
+  * the release holds no line of solution code, no hidden case, no hidden seed, no instructor file;
+  * the Gradescope zip is built with the tests, grade.py, the grading code, and a lean image (no browser,
+    CPU-only torch); the instructor folder holds what students must not see;
+  * the whole autograder (assignments.runner) grades the solution 60/60 and the untouched release 0 on
+    every unit; a submission whose training units are broken fails the capstone's training part;
   * `check` says in words what is wrong, and points.toml mistakes stop the build with one line.
 
-About 50 s on 2 idle cores (75 s beside other jobs), most of it the three gradings (a Jupyter kernel each).
+tests/test_cheats.py tries to get points without the work. About 3 minutes on 2 idle cores, most of it
+the solution's grading (a fresh process per unit, and the training run).
 """
 
 from __future__ import annotations
 
 import ast
-import contextlib
-import io
 import json
 import shutil
-import subprocess
-import sys
-import warnings
 import zipfile
-from pathlib import Path
 
 import nbformat
 import pytest
 
-from assignments.config import POINTS, REPO, SUBMITTED, read_points
-from assignments.grading import paste_unit, splice
-from assignments.testfiles import case_names
+from assignments.config import POINTS, REPO, read_points
+from assignments.grading import paste_unit
+from assignments.testfiles import case_names, seed_of
 from fpnlab.errors import FpnlabError
-from fpnlab.grading import UNITS, regions
+from fpnlab.grading import UNITS, check, regions, remote
+from fpnlab.grading.process import Setup
+from tests.assignment_support import grade, graded_units, release_folder, replace_unit, solution_folder, visible_text
+from tests.conftest import SECRET
 
-with warnings.catch_warnings():  # otter's imports warn about traitlets' deprecated style, which is not ours
-    warnings.filterwarnings("ignore", "Traits should be given as instances", DeprecationWarning)
-    from otter.run import main as otter_run
-
-    from assignments.build import build
-
-pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.drop")  # otter run's summary
-CAPSTONE_IMAGES = 16
-BROKEN = "iou"
-WORKER = r"""
-import contextlib, io, json, os, sys
-from pathlib import Path
-os.environ["FPNLAB_UNITS_FALLBACK"] = "0"
-results = {}
-for job in json.loads(sys.argv[1]):
-    for name in [m for m in sys.modules if m == "fpnlab" or m.startswith("fpnlab.")]:
-        del sys.modules[name]
-    sys.path.insert(0, job["package"])
-    from fpnlab import grading as units
-    if job["mode"] == "check":
-        with contextlib.redirect_stdout(io.StringIO()) as out:
-            units.check(job["unit"], job["tests"])
-        results[job["name"]] = out.getvalue()
-    else:
-        failed = []
-        for case in units.load_cases(Path(job["tests"]) / f"{job['unit']}.py"):
-            try:
-                case.call_func({})
-            except Exception as err:
-                failed.append(f"{case.name}: {units.explain(err)}")
-        results[job["name"]] = failed
-    sys.path.pop(0)
-print(json.dumps(results))
-"""
-
-
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("assignment")
-    points = POINTS.read_text(encoding="utf-8").replace("val_images = 120", f"val_images = {CAPSTONE_IMAGES}")
-    assert f"val_images = {CAPSTONE_IMAGES}" in points
-    (folder / "points.toml").write_text(points, encoding="utf-8")
-    build(folder / "dist", folder / "points.toml")
-    return folder / "dist"
-
-
-def grade(dist: Path, submission: Path):
-    """`otter run` of one submission with the built autograder zip: otter's GradingResults."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        return otter_run(str(submission), autograder=str(dist / "autograder.zip"), output_dir=None, no_logo=True)
+pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.drop")  # otter's summary
+TRAINING_UNITS = ("encode", "matcher", "sampler", "rpn_loss", "roi_loss")
 
 
 def code_lines(source: str) -> set[str]:
@@ -113,15 +59,7 @@ def solution_code() -> tuple[set[str], set[str]]:
     return inside, outside
 
 
-def zip_folder(root: Path, out: Path, names: tuple[str, ...] = SUBMITTED) -> Path:
-    with zipfile.ZipFile(out, "w") as archive:
-        for name in names:
-            if (root / name).is_file():
-                archive.write(root / name, name)
-    return out
-
-
-# --- the release ------------------------------------------------------------------------------------------
+# --- the release, the autograder, the instructor's folder -----------------------------------------------
 
 
 def test_release_holds_no_solution_code(dist):
@@ -138,14 +76,17 @@ def test_release_holds_no_solution_code(dist):
     assert leaked == []
 
 
-def test_release_holds_no_hidden_case_and_no_instructor_file(dist):
+def test_release_holds_no_hidden_case_no_hidden_seed_and_no_instructor_file(dist):
     student, autograder = dist / "student", dist / "autograder"
-    for name in [*UNITS, "capstone", "analysis"]:
+    for name in [*UNITS, "capstone", "training", "analysis"]:
         full = (autograder / "tests" / f"{name}.py").read_text(encoding="utf-8")
         visible = (student / "tests" / f"{name}.py").read_text(encoding="utf-8")
         assert "hidden=True" not in visible and case_names(visible, hidden=True) == []
         assert case_names(visible, hidden=False) == case_names(full, hidden=False) != []
         assert not any(f"def {case}(" in visible for case in case_names(full, hidden=True)), name
+        assert "SEED" not in visible, name  # the hidden draws' seed stays with the autograder
+        if name in UNITS:  # ...which holds the one derived from the build's secret
+            assert f"SEED = {seed_of(SECRET, name)}  #" in full and seed_of(SECRET, name) != seed_of("other", name)
     hidden_cases = sum(len(case_names((autograder / "tests" / f"{u}.py").read_text(), hidden=True)) for u in UNITS)
     assert hidden_cases >= 2 * len(UNITS)
     with zipfile.ZipFile(dist / "fpn-assignment.zip") as archive:  # the same release, as one zip
@@ -155,6 +96,10 @@ def test_release_holds_no_hidden_case_and_no_instructor_file(dist):
     names = {path.name for path in student.rglob("*")}
     assert not names & {"answers.md", "model_analysis.md", "solution.zip", "grade.py", "grading.py", "points.toml"}
     assert {"README.md", "rubric.md", "pyproject.toml", "registry.py", "fpn_assignment.ipynb", "train.json"} <= names
+    instructor = {path.name for path in (dist / "instructor").iterdir()}
+    assert instructor == {"answers.md", "rubric.md", "model_analysis.md", "solution.zip", "grading_report.md"}
+    report = (dist / "instructor" / "grading_report.md").read_text(encoding="utf-8")
+    assert "float64 boxes against torchvision" in report and "the instructor's SECRET" in report
 
 
 def test_stubs_keep_signature_and_docstring_and_run_the_fallback(dist):
@@ -166,20 +111,26 @@ def test_stubs_keep_signature_and_docstring_and_run_the_fallback(dist):
     assert "#   (N, M, 2)" in stubbed  # the lab's shape comments stay as hints
 
 
-def test_gradescope_zip_holds_tests_grading_code_and_release(dist):
+def test_gradescope_zip_holds_the_grader_and_a_lean_image(dist):
     with zipfile.ZipFile(dist / "autograder.zip") as archive:
         names = set(archive.namelist())
-    assert {f"tests/{u}.py" for u in [*UNITS, "capstone", "analysis"]} <= names
+        setup, run = archive.read("setup.sh").decode(), archive.read("run_autograder").decode()
+        config = json.loads(archive.read("otter_config.json"))
+    assert {f"tests/{u}.py" for u in [*UNITS, "capstone", "training", "analysis"]} <= names
     assert {
         "files/grade.py",
         "files/autograde/assignments/grading.py",
-        "files/autograde/release/fpnlab/grading/registry.py",
+        "files/autograde/assignments/runner.py",
+        "files/autograde/release/fpnlab/grading/worker.py",
         "files/autograde/data/shapes-mini/val.json",
         "otter_config.json",
-        "environment.yml",
         "run_autograder",
         "setup.sh",
     } <= names
+    assert not any("solution" in name or "instructor" in name for name in names)
+    assert "playwright" not in setup and "chromium" not in setup and "texlive" not in setup
+    assert "download.pytorch.org/whl/cpu" in setup and "assignments.runner --gradescope" in run
+    assert config["show_stdout"] is False and config["show_hidden"] is False
 
 
 def test_points_file_mistakes_stop_the_build(tmp_path):
@@ -190,104 +141,80 @@ def test_points_file_mistakes_stop_the_build(tmp_path):
     points.write_text(POINTS.read_text(encoding="utf-8").replace("ap50 = 0.20", "ap50 = 20"), encoding="utf-8")
     with pytest.raises(FpnlabError, match="capstone.ap50"):
         read_points(points)
+    points.write_text(POINTS.read_text(encoding="utf-8").replace("iterations = 40", "iterations = 0"), encoding="utf-8")
+    with pytest.raises(FpnlabError, match="training.iterations"):
+        read_points(points)
 
 
-def test_grading_takes_only_the_units_code_and_says_why_not(dist):
-    release = (dist / "student" / "fpnlab" / "model" / "levels.py").read_text(encoding="utf-8")
-    solution = (REPO / "fpnlab" / "model" / "levels.py").read_text(encoding="utf-8")
-    tampered = solution.replace("LEVEL_EPS = 1e-6", "LEVEL_EPS = 0.5  # outside the markers: ignored")
-    graded, notes = splice(release, tampered, "fpnlab/model/levels.py")
-    assert notes == {} and "LEVEL_EPS = 1e-6" in graded and "scale = torch.sqrt(box_area(boxes))" in graded
-    assert 'if units.stand_in("assign_levels")' in graded  # the release's guard stays
-    broken = solution.replace("scale = torch.sqrt(box_area(boxes))", "scale = torch.sqrt(box_area(boxes)")
-    graded, notes = splice(release, broken, "fpnlab/model/levels.py")
-    assert "does not compile" in notes["assign_levels"] and "raise NotImplementedError(" in graded
-    compile(graded, "levels.py", "exec")
-    half_marked = solution.replace("# BEGIN UNIT assign_levels", "")
-    assert "has no '# BEGIN UNIT" in splice(release, half_marked, "fpnlab/model/levels.py")[1]["assign_levels"]
-    unmarked = half_marked.replace("# END UNIT assign_levels", "")
-    assert "markers" in splice(release, unmarked, "fpnlab/model/levels.py")[1]["assign_levels"]
-    assert "not in the submission" in splice(release, None, "fpnlab/model/levels.py")[1]["assign_levels"]
+# --- check() in the notebook -----------------------------------------------------------------------------
 
 
-# --- units on their own, and check() ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def worker_results(dist, tmp_path_factory):
-    """One subprocess: every unit alone solved in the release, with all its cases; check() on two releases."""
-    root, release = tmp_path_factory.mktemp("units"), dist / "student"
-    jobs = []
-    for unit, found in UNITS.items():
-        shutil.copytree(release / "fpnlab", root / unit / "fpnlab", ignore=shutil.ignore_patterns("__pycache__"))
-        path = root / unit / "fpnlab" / found.module
-        solution = (REPO / "fpnlab" / found.module).read_text(encoding="utf-8")
-        path.write_text(paste_unit(path.read_text(encoding="utf-8"), solution, unit), encoding="utf-8")
-        jobs.append(
-            {
-                "name": unit,
-                "package": str(root / unit),
-                "unit": unit,
-                "mode": "all",
-                "tests": str(dist / "autograder" / "tests"),
-            }
+def test_check_says_in_words_what_is_wrong(dist, tmp_path, capsys):
+    release = tmp_path / "release"
+    shutil.copytree(dist / "student" / "fpnlab", release / "fpnlab")  # a student's copy, edited as they go
+    remote.configure(Setup(package=release))
+    try:
+        assert not check("iou", tests=dist / "student" / "tests")
+        untouched = capsys.readouterr().out
+        boxes = release / "fpnlab" / "model" / "boxes.py"
+        solution = (REPO / "fpnlab" / "model" / "boxes.py").read_text(encoding="utf-8")
+        wrong = paste_unit(boxes.read_text(encoding="utf-8"), solution, "iou").replace(
+            "area2[None, :] - inter)", "area2[None, :])"
         )
-    wrong = root / "wrong_iou"
-    shutil.copytree(root / "iou", wrong)
-    boxes = wrong / "fpnlab" / "model" / "boxes.py"
-    boxes.write_text(boxes.read_text().replace("area2[None, :] - inter)", "area2[None, :])"), encoding="utf-8")
-    for name, package in (("check untouched", release), ("check wrong", wrong)):
-        jobs.append(
-            {"name": name, "package": str(package), "unit": "iou", "mode": "check", "tests": str(release / "tests")}
+        boxes.write_text(
+            wrong.replace("    inter = wh[..", '    print("debugging")\n    inter = wh[..'), encoding="utf-8"
         )
-    done = subprocess.run([sys.executable, "-c", WORKER, json.dumps(jobs)], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.splitlines()[-1])
-
-
-def test_each_unit_alone_passes_all_its_cases(worker_results):
-    assert {unit: worker_results[unit] for unit in UNITS if worker_results[unit]} == {}
-
-
-def test_check_says_in_words_what_is_wrong(worker_results):
-    untouched, wrong = worker_results["check untouched"], worker_results["check wrong"]
+        assert not check("iou", tests=dist / "student" / "tests")  # the edit counts at once: no kernel restart
+        wrong_text = capsys.readouterr().out
+    finally:
+        remote.configure(None)
     assert untouched.startswith("iou: 0 of 2 visible cases pass.")
-    assert (
-        "unit 'iou' is not done yet: write the body of _iou in fpnlab/model/boxes.py (notebook section 0.2" in untouched
+    assert "unit 'iou' is not done yet: write the body of _iou in fpnlab/model/boxes.py (notebook section 0.2" in (
+        untouched
     )
-    assert wrong.startswith("iou: 0 of 2 visible cases pass.") and "✗ by hand" in wrong
+    assert wrong_text.startswith("iou: 0 of 2 visible cases pass.") and "✗ by hand" in wrong_text
+    assert "What your code printed:\n  | debugging" in wrong_text
     assert (
         "IoU of [0, 0, 2, 2] with three boxes: 2 of 3 values differ by more than a relative 0.0001; the worst, "
         "at [0, 1]: got 0.5, expected 1."
-    ) in wrong, wrong
+    ) in wrong_text, wrong_text
 
 
-# --- grading with otter -----------------------------------------------------------------------------------
+# --- grading ----------------------------------------------------------------------------------------------
 
 
-def test_solution_grades_full_marks(dist):
-    results = grade(dist, dist / "autograder" / "solution.zip")
+def test_solution_grades_full_marks(dist, solution_results):
     points = read_points(dist.parent / "points.toml")
-    assert (results.total, results.possible) == (points.autograded, points.autograded)
+    assert solution_results["score"] == pytest.approx(points.autograded) == 60
+    scores = {t["name"]: (t["score"], t["max_score"]) for t in solution_results["tests"] if "score" in t}
+    assert {name: got for name, (got, most) in scores.items() if got != most} == {}
+    assert set(scores) == {*UNITS, "capstone", "training", "analysis"}
+    assert solution_results["output"] == "" and solution_results["stdout_visibility"] == "hidden"
 
 
 def test_untouched_release_grades_zero_on_every_unit(dist, tmp_path):
-    results = grade(dist, zip_folder(dist / "student", tmp_path / "untouched.zip"))
-    assert {name: results.get_score(name) for name in [*UNITS, "capstone"]} == dict.fromkeys([*UNITS, "capstone"], 0)
-    assert results.possible == read_points(dist.parent / "points.toml").autograded
+    results = grade(dist, release_folder(dist, tmp_path / "untouched"))
+    scores = {t["name"]: t["score"] for t in results["tests"] if "score" in t}
+    assert scores == dict.fromkeys([*UNITS, "capstone", "training", "analysis"], 0)
+    assert "iou: 0 of 2 visible cases pass; 0 of 3 hidden cases pass" in visible_text(results)
+    assert "unit 'iou' is not done yet" in visible_text(results)
 
 
-def test_one_broken_unit_loses_exactly_its_points(dist, tmp_path):
-    submission = tmp_path / "submission"
-    with zipfile.ZipFile(dist / "autograder" / "solution.zip") as archive:
-        archive.extractall(submission)
-    boxes = submission / "fpnlab" / "model" / "boxes.py"
-    source = boxes.read_text(encoding="utf-8")
-    begin, end = regions(source)[BROKEN]
-    lines = source.splitlines()
-    lines[begin + 1 : end] = ['    raise RuntimeError("broken on purpose")']
-    boxes.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    results = grade(dist, zip_folder(submission, tmp_path / "broken.zip"))
-    points = read_points(dist.parent / "points.toml")
-    assert results.get_score(BROKEN) == 0
-    assert results.total == pytest.approx(points.autograded - points.units[BROKEN])
+def test_broken_training_units_fail_the_training_part(dist, tmp_path):
+    upload = solution_folder(dist, tmp_path / "upload")
+    for unit in TRAINING_UNITS:
+        replace_unit(upload, f"fpnlab/{UNITS[unit].module}", unit, ['        raise RuntimeError("broken on purpose")'])
+    results = graded_units(dist, upload, ["training", "iou"], tmp_path / "work")
+    assert results["training"][:2] == (0, 5) and results["iou"][:2] == (2, 2)
+    assert "broken on purpose" in results["training"][2]  # a visible case: the student's own message shows
+
+
+def test_an_epsilon_free_assign_levels_fails_the_boundary_cases(dist, tmp_path):
+    upload = solution_folder(dist, tmp_path / "upload")
+    path = upload / "fpnlab" / "model" / "levels.py"
+    text = path.read_text(encoding="utf-8")
+    assert "k = torch.floor(k + torch.tensor(LEVEL_EPS, dtype=k.dtype))" in text
+    path.write_text(text.replace("torch.floor(k + torch.tensor(LEVEL_EPS, dtype=k.dtype))", "torch.floor(k)"))
+    score, possible, seen, full = graded_units(dist, upload, ["assign_levels"], tmp_path / "work")["assign_levels"]
+    assert possible == pytest.approx(2) and score == pytest.approx(2 * 5 / 6)  # all but the boundary case pass
+    assert "levels of boxes on the boundaries" in full and "hidden cases that fail" in seen

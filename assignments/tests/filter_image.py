@@ -19,11 +19,14 @@ from fpnlab.model import config as model_config
 OK_FORMAT = False
 name = "filter_image"
 points = 4
+SEED = 0  # the hidden cases' random draws: set by the build from the instructor's secret
 
 
 def ours(nms_thresh=0.7, score_thresh=0.0):
     config = model_config.RPNConfig(nms_thresh=nms_thresh, score_thresh=score_thresh)
-    return rpn.RegionProposalNetwork(anchors.AnchorGenerator(), rpn.RPNHead(4, 3), config)
+    return units.build(
+        rpn.RegionProposalNetwork, units.build(anchors.AnchorGenerator), units.build(rpn.RPNHead, 4, 3), config
+    )
 
 
 def candidates(per_level, image_size, seed, dtype=torch.float32):
@@ -61,8 +64,7 @@ def expected(boxes, scores, levels, image_size, top_n, nms_thresh=0.7, score_thr
 
 
 def run(filter_, boxes, scores, levels, image_size, top_n):
-    with units.checking("filter_image"):
-        got = filter_.filter_image(boxes, scores, levels, image_size, top_n)
+    got = units.run("filter_image", filter_.method("filter_image"), boxes, scores, levels, image_size, top_n)
     if not isinstance(got, tuple) or len(got) != 3:
         raise AssertionError(f"filter_image must return (boxes, scores, levels), got {type(got).__name__}.")
     return got
@@ -109,14 +111,14 @@ def random_against_torchvision():
 
 @test_case(name="a score threshold of 0.5 and NMS at 0.5, 4 levels, float64", hidden=True)
 def thresholds_float64():
-    boxes, scores, levels = candidates([30, 25, 20, 7], (97, 131), seed=1, dtype=torch.float64)
+    boxes, scores, levels = candidates([30, 25, 20, 7], (97, 131), seed=SEED + 1, dtype=torch.float64)
     got = run(ours(0.5, 0.5), boxes, scores, levels, (97, 131), 1000)
     compare(got, expected(boxes, scores, levels, (97, 131), 1000, 0.5, 0.5), "proposals above score 0.5")
 
 
 @test_case(name="top_n smaller than the survivors keeps the best; many boxes off the image", hidden=True)
 def top_n_off_image():
-    boxes, scores, levels = candidates([60, 60], (40, 50), seed=2)
+    boxes, scores, levels = candidates([60, 60], (40, 50), seed=SEED + 2)
     boxes = boxes * 2 - 30  # most reach past the image
     compare(
         run(ours(), boxes, scores, levels, (40, 50), 7),

@@ -14,6 +14,7 @@ from fpnlab.model import rpn
 OK_FORMAT = False
 name = "flatten_objectness"
 points = 1
+SEED = 0  # the hidden cases' random draws: set by the build from the instructor's secret
 
 
 def torchvision_flat(logits):
@@ -30,30 +31,26 @@ def random_logits(shape, seed, dtype=torch.float32):
 def order_by_hand():
     rows, cols, anchors = torch.meshgrid(torch.arange(2), torch.arange(3), torch.arange(3), indexing="ij")
     code = (100 * rows + 10 * cols + anchors).float()  # (H, W, A)
-    with units.checking("flatten_objectness"):
-        got = rpn.flatten_objectness(code.permute(2, 0, 1)[None].to(units.DEVICE))
+    got = units.run("flatten_objectness", rpn.flatten_objectness, code.permute(2, 0, 1)[None].to(units.DEVICE))
     units.expect_close(got, code.flatten()[None], "flattened (1, 3, 2, 3) logits")
 
 
 @test_case(name="a batch of 2, A = 3, 5 x 7 grid, against torchvision")
 def random_against_torchvision():
     logits = random_logits((2, 3, 5, 7), seed=0)
-    with units.checking("flatten_objectness"):
-        got = rpn.flatten_objectness(logits)
+    got = units.run("flatten_objectness", rpn.flatten_objectness, logits)
     units.expect_close(got, torchvision_flat(logits), "flattened (2, 3, 5, 7) logits")
 
 
 @test_case(name="a batch of 3, A = 15, a 1 x 9 grid, float64", hidden=True)
 def odd_float64():
-    logits = random_logits((3, 15, 1, 9), seed=1, dtype=torch.float64)
-    with units.checking("flatten_objectness"):
-        got = rpn.flatten_objectness(logits)
+    logits = random_logits((3, 15, 1, 9), seed=SEED + 1, dtype=torch.float64)
+    got = units.run("flatten_objectness", rpn.flatten_objectness, logits)
     units.expect_close(got, torchvision_flat(logits), "flattened (3, 15, 1, 9) logits")
 
 
 @test_case(name="a non-contiguous input (a transposed view) flattens the same", hidden=True)
 def non_contiguous():
-    logits = random_logits((2, 3, 6, 4), seed=2).transpose(2, 3)  # (2, 3, 4, 6), not contiguous
-    with units.checking("flatten_objectness"):
-        got = rpn.flatten_objectness(logits)
+    logits = random_logits((2, 3, 6, 4), seed=SEED + 2).transpose(2, 3)  # (2, 3, 4, 6), not contiguous
+    got = units.run("flatten_objectness", rpn.flatten_objectness, logits)
     units.expect_close(got, torchvision_flat(logits.contiguous()), "flattened transposed logits")

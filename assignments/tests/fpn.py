@@ -18,6 +18,7 @@ from fpnlab.model import fpn
 OK_FORMAT = False
 name = "fpn"
 points = 4
+SEED = 0  # the hidden cases' random draws: set by the build from the instructor's secret
 CHANNELS = [8, 12, 16, 20]  # C2..C5
 
 
@@ -34,8 +35,8 @@ def pair(seed, dtype=torch.float32, **switches):
     """Our FPN and torchvision's, the same weights in both."""
     torch.manual_seed(seed)
     theirs = FeaturePyramidNetwork(CHANNELS, 6, extra_blocks=LastLevelMaxPool()).to(units.DEVICE, dtype)
-    ours = fpn.FPN(CHANNELS, 6, **switches).to(units.DEVICE, dtype)
-    ours.load_state_dict(fpn.torchvision_fpn_state(theirs.state_dict()), strict=False)
+    ours = units.build(fpn.FPN, CHANNELS, 6, **switches)  # rebuilt with these weights in the unit's process
+    ours.obj.to(units.DEVICE, dtype).load_state_dict(fpn.torchvision_fpn_state(theirs.state_dict()), strict=False)
     return ours, theirs
 
 
@@ -57,8 +58,7 @@ def torchvision_levels(theirs, given):
 def full_against_torchvision():
     ours, theirs = pair(seed=0)
     given = features([(16, 24), (8, 12), (4, 6), (2, 3)], seed=1)
-    with units.checking("fpn"), torch.no_grad():
-        got = ours(given)
+    got = units.run("fpn", ours, given)
     with torch.no_grad():
         expected = torchvision_levels(theirs, given)
     expect_levels(got, expected, "P2..P6")
@@ -68,37 +68,34 @@ def full_against_torchvision():
 def no_top_down_by_hand():
     ours, _ = pair(seed=2, top_down=False)
     given = features([(16, 24), (8, 12), (4, 6), (2, 3)], seed=3)
-    with units.checking("fpn"), torch.no_grad():
-        got = ours(given)
+    got = units.run("fpn", ours, given)
     with torch.no_grad():
         c = list(given.values())
-        expected = {f"p{i + 2}": ours.smooth[str(i)](ours.lateral[str(i)](c[i])) for i in range(4)}
+        expected = {f"p{i + 2}": ours.obj.smooth[str(i)](ours.obj.lateral[str(i)](c[i])) for i in range(4)}
         expected["p6"] = F.max_pool2d(expected["p5"], kernel_size=1, stride=2)
     expect_levels(got, expected, "P2..P6 without the top-down pathway")
 
 
 @test_case(name="no lateral connections (Table 1 row e) on odd sizes", hidden=True)
 def no_lateral_by_hand():
-    ours, _ = pair(seed=4, lateral=False)
-    given = features([(17, 25), (9, 13), (5, 7), (3, 4)], seed=5)
-    with units.checking("fpn"), torch.no_grad():
-        got = ours(given)
+    ours, _ = pair(seed=SEED + 4, lateral=False)
+    given = features([(17, 25), (9, 13), (5, 7), (3, 4)], seed=SEED + 5)
+    got = units.run("fpn", ours, given)
     with torch.no_grad():
         c = list(given.values())
-        m = {3: ours.lateral["3"](c[3])}
+        m = {3: ours.obj.lateral["3"](c[3])}
         for i in (2, 1, 0):
             m[i] = F.interpolate(m[i + 1], size=c[i].shape[-2:], mode="nearest")
-        expected = {f"p{i + 2}": ours.smooth[str(i)](m[i]) for i in range(4)}
+        expected = {f"p{i + 2}": ours.obj.smooth[str(i)](m[i]) for i in range(4)}
         expected["p6"] = F.max_pool2d(expected["p5"], kernel_size=1, stride=2)
     expect_levels(got, expected, "P2..P6 without lateral connections")
 
 
 @test_case(name="odd, non-square C2..C5 (a 65 x 97 input) against torchvision, float64", hidden=True)
 def odd_sizes_float64():
-    ours, theirs = pair(seed=6, dtype=torch.float64)
-    given = features([(17, 25), (9, 13), (5, 7), (3, 4)], seed=7, dtype=torch.float64)
-    with units.checking("fpn"), torch.no_grad():
-        got = ours(given)
+    ours, theirs = pair(seed=SEED + 6, dtype=torch.float64)
+    given = features([(17, 25), (9, 13), (5, 7), (3, 4)], seed=SEED + 7, dtype=torch.float64)
+    got = units.run("fpn", ours, given)
     with torch.no_grad():
         expected = torchvision_levels(theirs, given)
     expect_levels(got, expected, "float64 P2..P6")
@@ -106,11 +103,10 @@ def odd_sizes_float64():
 
 @test_case(name="only some levels: P2 alone (Table 1 row f), and P4..P6", hidden=True)
 def level_subsets():
-    given = features([(16, 24), (8, 12), (4, 6), (2, 3)], seed=9)
+    given = features([(16, 24), (8, 12), (4, 6), (2, 3)], seed=SEED + 9)
     for levels in (("p2",), ("p4", "p5", "p6")):
-        ours, theirs = pair(seed=8, out_levels=levels)
-        with units.checking("fpn"), torch.no_grad():
-            got = ours(given)
+        ours, theirs = pair(seed=SEED + 8, out_levels=levels)
+        got = units.run("fpn", ours, given)
         with torch.no_grad():
             expected = {k: v for k, v in torchvision_levels(theirs, given).items() if k in levels}
         expect_levels(got, expected, f"levels {', '.join(levels)}")

@@ -16,6 +16,7 @@ from fpnlab.model import boxes
 OK_FORMAT = False
 name = "iou"
 points = 2
+SEED = 0  # the hidden cases' random draws: set by the build from the instructor's secret
 
 
 # valid boxes, some past the image's top-left corner (negative coordinates)
@@ -30,24 +31,21 @@ def box_list(rows, dtype=torch.float32):
 def by_hand():
     a = box_list([[0.0, 0.0, 2.0, 2.0]])
     b = box_list([[1.0, 1.0, 3.0, 3.0], [0.0, 0.0, 2.0, 2.0], [5.0, 5.0, 6.0, 6.0]])
-    with units.checking("iou"):
-        got = boxes._iou(a, b)
+    got = units.run("iou", boxes._iou, a, b)
     units.expect_close(got, torch.tensor([[1 / 7, 1.0, 0.0]]), "IoU of [0, 0, 2, 2] with three boxes")
 
 
 @test_case(name="5 x 7 random pairs against torchvision.ops.box_iou: shape (N, M)")
 def random_against_torchvision():
     a, b = random_boxes(5, seed=0), random_boxes(7, seed=1)
-    with units.checking("iou"):
-        got = boxes._iou(a, b)
+    got = units.run("iou", boxes._iou, a, b)
     units.expect_close(got, torchvision.ops.box_iou(a, b), "IoU of 5 x 7 random boxes")
 
 
 @test_case(name="13 x 21 float64 boxes against torchvision", hidden=True)
 def float64_odd_sizes():
-    a, b = random_boxes(13, seed=5, dtype=torch.float64), random_boxes(21, seed=6, dtype=torch.float64)
-    with units.checking("iou"):
-        got = boxes._iou(a, b)
+    a, b = random_boxes(13, seed=SEED + 5, dtype=torch.float64), random_boxes(21, seed=SEED + 6, dtype=torch.float64)
+    got = units.run("iou", boxes._iou, a, b)
     units.expect_close(got, torchvision.ops.box_iou(a, b), "IoU of 13 x 21 float64 boxes")
 
 
@@ -55,8 +53,7 @@ def float64_odd_sizes():
 def touching_nested_off_image():
     a = box_list([[0.0, 0.0, 4.0, 4.0], [-10.0, -10.0, -6.0, -6.0]])
     b = box_list([[4.0, 0.0, 6.0, 4.0], [1.0, 1.0, 2.0, 2.0], [-8.0, -8.0, -6.0, -6.0]])
-    with units.checking("iou"):
-        got = boxes._iou(a, b)
+    got = units.run("iou", boxes._iou, a, b)
     units.expect_close(
         got, torch.tensor([[0.0, 1 / 16, 0.0], [0.0, 0.0, 0.25]]), "IoU of touching, nested and off-image boxes"
     )
@@ -64,8 +61,7 @@ def touching_nested_off_image():
 
 @test_case(name="no boxes on either side: (0, M) and (N, 0)", hidden=True)
 def empty():
-    some = random_boxes(3, seed=2)
-    with units.checking("iou"):
-        got_rows, got_columns = boxes._iou(some[:0], some), boxes._iou(some, some[:0])
+    some = random_boxes(3, seed=SEED + 2)
+    got_rows, got_columns = units.run("iou", boxes._iou, some[:0], some), units.run("iou", boxes._iou, some, some[:0])
     units.expect_close(got_rows, torch.zeros(0, 3), "IoU of 0 x 3 boxes")
     units.expect_close(got_columns, torch.zeros(3, 0), "IoU of 3 x 0 boxes")

@@ -17,6 +17,7 @@ from fpnlab.model import matching
 OK_FORMAT = False
 name = "matcher"
 points = 3
+SEED = 0  # the hidden cases' random draws: set by the build from the instructor's secret
 
 
 def iou_of_random_boxes(gt, predictions, seed, dtype=torch.float32):
@@ -28,8 +29,7 @@ def iou_of_random_boxes(gt, predictions, seed, dtype=torch.float32):
 
 
 def match(iou, high, low, low_quality):
-    with units.checking("matcher"):
-        return matching.Matcher(high, low, low_quality)(iou)
+    return units.run("matcher", units.build(matching.Matcher, high, low, low_quality), iou)
 
 
 def expect_match(got, matches, labels, what):
@@ -69,7 +69,7 @@ def random_against_torchvision():
 
 @test_case(name="Fast R-CNN settings (0.5, 0.5, no low-quality) on float64 IoU, 7 x 53", hidden=True)
 def fast_rcnn_float64():
-    iou = iou_of_random_boxes(7, 53, seed=7, dtype=torch.float64)
+    iou = iou_of_random_boxes(7, 53, seed=SEED + 7, dtype=torch.float64)
     expect_match(match(iou, 0.5, 0.5, False), *torchvision_match(iou, 0.5, 0.5, False), "53 proposals")
 
 
@@ -90,3 +90,13 @@ def empty_by_hand():
 def unreachable_gt_by_hand():
     iou = torch.tensor([[0.8, 0.1], [0.0, 0.0]], device=units.DEVICE)
     expect_match(match(iou, 0.7, 0.3, True), [0, 0], [1, 0], "gt 1 overlapping nothing")
+
+
+@test_case(name="IoU exactly at the thresholds: 0.7 is positive, 0.3 ignored, just below each is not", hidden=True)
+def exact_thresholds():
+    rows = [[0.7, 0.3, 0.3 - 1e-6, 0.7 - 1e-6, 0.0], [0.1, 0.2, 0.29, 0.6, 0.7]]
+    for dtype in (torch.float32, torch.float64):
+        iou = torch.tensor(rows, dtype=dtype, device=units.DEVICE)
+        for low_quality in (False, True):
+            expected = torchvision_match(iou, 0.7, 0.3, low_quality)
+            expect_match(match(iou, 0.7, 0.3, low_quality), *expected, f"IoU at the thresholds, {str(dtype)[6:]}")

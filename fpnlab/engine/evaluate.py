@@ -117,7 +117,12 @@ def coco_metrics(
 
     Labels are mapped back to the annotation file's category ids with dataset.label_to_cat_id.
     """
-    outputs = run_over(model, dataset, model, max_images, batch_size, progress, "eval")
+    return detection_metrics(run_over(model, dataset, model, max_images, batch_size, progress, "eval"), dataset)
+
+
+def detection_metrics(outputs: list[tuple[int, dict[str, Any]]], dataset: Any) -> dict[str, float]:
+    """COCO box metrics of detections already made: [(image_id, {"boxes", "labels", "scores"}), ...] on `dataset`
+    (the capstone scores a student's detector this way, its detections made in a process of its own)."""
     results = [
         {"image_id": image_id, "category_id": dataset.label_to_cat_id[int(label)], "bbox": box, "score": float(score)}
         for image_id, out in outputs

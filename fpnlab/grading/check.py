@@ -1,7 +1,9 @@
 """`check("iou")` in the notebook: run a unit's visible test cases and say, in words, what is wrong.
 
-The cases live in otter exception-style test files (the release's tests/ folder); each compares the
-student's result with fpnlab.grading.expect.
+The cases live in otter exception-style test files (the release's tests/ folder). Each builds its inputs
+here, runs the student's code in a fresh process of the unit's own (fpnlab.grading.remote: the files as
+they are on disk now, so no kernel restart is needed after an edit) and compares the result with
+fpnlab.grading.expect, exactly as the grader does.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from fpnlab.errors import FpnlabError
+from fpnlab.grading import remote
+from fpnlab.grading.expect import DETAIL
 from fpnlab.grading.markers import PACKAGE
 from fpnlab.grading.registry import UNITS
 
@@ -36,8 +40,8 @@ def load_cases(path: Path) -> list[Any]:
 
 def explain(err: BaseException) -> str:
     """One line for a failed case: an assertion's own words, or the error and where in fpnlab it was raised."""
-    if isinstance(err, (AssertionError, NotImplementedError, TimeoutError)):
-        return str(err)
+    if isinstance(err, AssertionError):
+        return str(err).replace(DETAIL, "; ").replace(remote.YOURS, ": ")
     ours = [f for f in traceback.extract_tb(err.__traceback__) if PACKAGE in Path(f.filename).resolve().parents]
     place = (
         f" (fpnlab/{Path(ours[-1].filename).resolve().relative_to(PACKAGE).as_posix()}, line {ours[-1].lineno})"
@@ -52,14 +56,20 @@ def check(unit: str, tests: str | Path | None = None) -> bool:
     in the others. True when all pass."""
     cases = [case for case in load_cases(test_file(unit, tests)) if not case.hidden]
     failed = {}
-    for case in cases:
-        try:
-            case.call_func({})
-        except Exception as err:  # the student's code may raise anything: each is a finding to report
-            failed[case.name] = explain(err)
+    try:
+        for case in cases:
+            try:
+                case.call_func({})
+            except Exception as err:  # the student's code may raise anything: each is a finding to report
+                failed[case.name] = explain(err)
+        printed = remote.output(unit)
+    finally:
+        remote.close(unit)
     lines = [f"{unit}: {len(cases) - len(failed)} of {len(cases)} visible cases pass."]
     for case in cases:
         why = failed.get(case.name)
         lines.append(f"  ✓ {case.name}" if why is None else f"  ✗ {case.name}\n" + textwrap.indent(why, " " * 6))
+    if printed:
+        lines.append("What your code printed:\n" + textwrap.indent(printed.rstrip(), "  | "))
     print("\n".join(lines))
     return not failed

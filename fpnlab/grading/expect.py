@@ -2,6 +2,7 @@
 
 expect_close(got, expected, "iou of 3 boxes")     # AssertionError saying where and by how much
 expect_equal(got, expected, "matched gt index")
+shown(got)                                        # "a dict with keys boxes, scores", "a tensor of shape (3, 4)"
 """
 
 from __future__ import annotations
@@ -11,11 +12,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fpnlab.grading.frames import opaque_name
+
+DETAIL = " | details: "  # what follows it in a failure holds values: shown for visible cases, not for hidden ones
+
 
 def expect_tensor(got: Any, expected: Tensor, what: str) -> Tensor:
     """`got` on the CPU, after an AssertionError in words unless it is a tensor of expected's shape and dtype."""
     if not isinstance(got, Tensor) or tuple(got.shape) != tuple(expected.shape):
-        shape = f"shape {tuple(got.shape)}" if isinstance(got, Tensor) else f"a {type(got).__name__}"
+        shape = (
+            f"shape {tuple(got.shape)}" if isinstance(got, Tensor) else f"a {opaque_name(got) or type(got).__name__}"
+        )
         raise AssertionError(f"{what}: got {shape}, expected a tensor of shape {tuple(expected.shape)}.")
     if got.dtype != expected.dtype:
         raise AssertionError(f"{what}: dtype {str(got.dtype)[6:]}, expected {str(expected.dtype)[6:]}.")
@@ -36,7 +43,7 @@ def expect_close(got: Any, expected: Tensor, what: str, rtol: float | None = Non
     index = tuple(int(i) for i in torch.unravel_index(error.argmax(), error.shape)) if error.dim() else ()
     raise AssertionError(
         f"{what}: {int((~ok).sum())} of {ok.numel()} values differ by more than a relative "
-        f"{rtol:g}; the worst, at {list(index)}: got {got[index].item():.6g}, expected "
+        f"{rtol:g}{DETAIL}the worst, at {list(index)}: got {got[index].item():.6g}, expected "
         f"{expected[index].item():.6g}."
     )
 
@@ -46,10 +53,21 @@ def expect_equal(got: Any, expected: Tensor, what: str) -> None:
     got, expected = expect_tensor(got, expected, what), expected.detach().cpu()
     if torch.equal(got, expected):
         return
+    differ = f"{what}: {int((got != expected).sum())} of {got.numel()} values differ{DETAIL}"
     if got.numel() <= 16:
-        raise AssertionError(f"{what}: got {got.tolist()}, expected {expected.tolist()}.")
+        raise AssertionError(f"{differ}got {got.tolist()}, expected {expected.tolist()}.")
     first = tuple(int(i) for i in (got != expected).nonzero()[0])
     raise AssertionError(
-        f"{what}: {int((got != expected).sum())} of {got.numel()} values differ; the first, at "
-        f"{list(first)}: got {got[first].item()}, expected {expected[first].item()}."
+        f"{differ}the first, at {list(first)}: got {got[first].item()}, expected {expected[first].item()}."
     )
+
+
+def shown(value: Any) -> str:
+    """A few words on what a unit returned, for a failure message (never its values)."""
+    if isinstance(value, Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    if isinstance(value, dict) and opaque_name(value) is None:
+        return f"a dict with keys {', '.join(map(str, value)) or 'none'}"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return f"a {opaque_name(value) or type(value).__name__}"

@@ -2,6 +2,7 @@
 
     UNITS["iou"]          Unit("model/boxes.py", "_iou", "0.2 Intersection over union", ("box_iou",))
     where("iou")          'write the body of _iou in fpnlab/model/boxes.py (notebook section 0.2 ...)'
+    build_it_yourself(0)  the "build it yourself" text that ends lab notebook 00: its stage's units
 
 A unit's code sits in its stage module between `# BEGIN UNIT <name>` and `# END UNIT <name>`
 (fpnlab.grading.markers); the student release replaces it with a stub (assignments/stubs.py).
@@ -57,3 +58,27 @@ def where(unit: str) -> str:
     """Where to write `unit`: its function, file and notebook section."""
     found = UNITS[unit]
     return f"write the body of {found.function} in fpnlab/{found.module} (notebook section {found.section})"
+
+
+def stage_units(stage: int) -> list[str]:
+    """The units of a stage (= lab notebook number), in the assignment's order."""
+    return [name for name, unit in UNITS.items() if unit.section.split(".")[0] == str(stage)]
+
+
+def build_it_yourself(stage: int) -> str:
+    """The markdown of the "build it yourself" cell that ends lab notebook `stage`: the assignment's units of
+    that stage, each with its section, function and file (an empty string for a stage without units)."""
+    names = stage_units(stage)
+    if not names:
+        return ""
+    rows = [
+        f"* **{UNITS[name].section}**: `{UNITS[name].function}` in `fpnlab/{UNITS[name].module}`, "
+        f'checked with `check("{name}")`'
+        for name in names
+    ]
+    units = "unit" if len(names) == 1 else f"{len(names)} units"
+    return (
+        f"### Build it yourself\n\nThe graded assignment (`notebooks/fpn_assignment.ipynb` in its release) has you "
+        f"write this stage's code yourself: {units}, in section {stage} of the assignment notebook.\n\n"
+        + "\n".join(rows)
+    )

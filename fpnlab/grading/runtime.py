@@ -5,15 +5,13 @@ The student release's stubs call this module under the name `units` (assignments
     return units.todo("iou", boxes1, boxes2)         # an untouched stub: torchvision with a notice, or an error
     if units.stand_in("iou"): return units.fallback("iou", boxes1, boxes2)   # while another unit is checked
 
-A test case runs the student's code inside `checking(name)`: the unit's code must pass
-fpnlab.grading.markers.refusal, its fallback is off, and torchvision stands in for every *other* unit it
-has an equivalent of. `strict()` turns every fallback off (the capstone), as does
-FPNLAB_UNITS_FALLBACK=0 (the autograder).
+A unit's process (fpnlab.grading.worker) runs the student's code inside `checking(name)`: the unit's code
+must pass fpnlab.grading.markers.refusal, its fallback is off, and torchvision stands in for every *other*
+unit it has an equivalent of. `strict()` turns every fallback off (the capstone's jobs).
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -32,8 +30,8 @@ _noticed: set[str] = set()  # units whose fallback notice was shown
 
 
 def fallback_enabled() -> bool:
-    """True when a unit not done runs torchvision's equivalent: not while checking, strict() or FALLBACK=0."""
-    return not _strict and _checking is None and os.environ.get("FPNLAB_UNITS_FALLBACK", "1") != "0"
+    """True when a unit not done runs torchvision's equivalent: not while checking nor inside strict()."""
+    return not _strict and _checking is None
 
 
 @contextmanager
