@@ -169,6 +169,7 @@ def test_build_it_yourself_names_the_units_of_each_stage():
     assert text.startswith("### Build it yourself") and "5 units, in section 0" in text
     assert '**0.2 Intersection over union**: `_iou` in `fpnlab/model/boxes.py`, checked with `check("iou")`' in text
     assert '`check("assign_levels")`' in build_it_yourself(5) and build_it_yourself(7) == ""
+    assert "yourself: one unit, in section 1 " in build_it_yourself(1)
 
 
 def test_the_lab_is_its_own_closest_match():

@@ -76,7 +76,7 @@ def build_it_yourself(stage: int) -> str:
         f'checked with `check("{name}")`'
         for name in names
     ]
-    units = "unit" if len(names) == 1 else f"{len(names)} units"
+    units = "one unit" if len(names) == 1 else f"{len(names)} units"
     return (
         f"### Build it yourself\n\nThe graded assignment (`notebooks/fpn_assignment.ipynb` in its release) has you "
         f"write this stage's code yourself: {units}, in section {stage} of the assignment notebook.\n\n"
