@@ -227,7 +227,9 @@ def test_the_assignment_setup_finds_the_release_in_the_mounted_drive(fresh_kerne
     jupyter, _ = fresh_kernel
     drive = tmp_path / "gdrive"
     points = read_points(POINTS)
-    release = assignment.write_release(drive / "MyDrive" / "fpn-assignment", points, assignment.test_sources(points))
+    release = assignment.write_release(
+        drive / "MyDrive" / "fpn-assignment", points, assignment.test_sources(points, "colab-test")
+    )
     fakes = tmp_path / "fakes" / "google" / "colab"  # google/ stays a namespace package: it merges with others
     fakes.mkdir(parents=True)
     for name, source in FAKE_COLAB.items():

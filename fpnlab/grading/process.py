@@ -17,10 +17,12 @@ import subprocess
 import sys
 import tempfile
 import threading
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from fpnlab import outputs
 from fpnlab.grading.frames import FrameError, read_frame, write_frame
 
 BOOT = "import sys; sys.path[:0] = sys.argv[2].split('|'); from fpnlab.grading.worker import main; main(sys.argv[1])"
@@ -48,7 +50,8 @@ class UnitProcess:
 
     def __init__(self, unit: str, setup: Setup):
         self.unit, self.setup = unit, setup
-        self.folder = tempfile.TemporaryDirectory(prefix=f"fpnlab-{unit}-")
+        self._cleanup = ExitStack()
+        self.folder = self._cleanup.enter_context(outputs.temporary_folder(f"fpnlab-{unit}-"))
         paths = "|".join(str(path) for path in (setup.package, *setup.extra_paths))
         flags = ["-E", "-s"] if setup.isolated else []
         self.process = subprocess.Popen(
@@ -56,7 +59,7 @@ class UnitProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE if setup.show_output else subprocess.DEVNULL,
-            cwd=self.folder.name,
+            cwd=self.folder,
             env=environment(setup),
         )
         self.answers: queue.Queue[Any] = queue.Queue()
@@ -97,7 +100,7 @@ class UnitProcess:
         for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             if stream is not None:
                 stream.close()
-        self.folder.cleanup()
+        self._cleanup.close()
 
     def output(self) -> str:
         """What the student's code printed so far (empty when output is not kept)."""
