@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 JUPYTER_ARGS ?=
 PYTEST_ARGS  ?=
 
-.PHONY: lab test checkpoint notebook-outputs assignments colab-links mutate clean
+.PHONY: lab test checkpoint notebook-runs notebook-outputs assignments colab-links mutate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ test: $(VENV)/.test-installed
 checkpoint: $(VENV)/.test-installed
 	$(BIN)/python -m fpnlab train --preset demo --run-dir runs/demo --export data/checkpoints/demo.pt --result demo_training --no-progress
 	$(BIN)/python -m fpnlab eval --checkpoint data/checkpoints/demo.pt --proposals --levels --result demo_checkpoint --no-progress
+
+# The runs notebooks 07 and 08 start, with their default settings, stored for the notebooks to compare with
+# (results/notebook07_default.json, notebook08_rerun.json, notebook08_rerun_1x.json): about 12 minutes on 2 cores.
+notebook-runs: $(VENV)/.test-installed
+	$(BIN)/python -m fpnlab.teaching.notebook_runs 07
+	$(BIN)/python -m fpnlab.teaching.notebook_runs 08
 
 # The expected text of the notebooks' checked cells (notebooks/expected/), after changing one of them.
 notebook-outputs: $(VENV)/.test-installed

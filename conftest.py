@@ -3,6 +3,9 @@
 The notebooks are committed without outputs; without this hook nbval would have nothing to compare a
 `# NBVAL_CHECK_OUTPUT` cell with, and every claim such a cell guards would go unchecked.
 
+Notebooks 07 and 08 train in the test suite for seconds, not minutes: FPNLAB_QUICK_RUNS=1, inherited by every
+kernel the tests start (nbval's, JupyterLab's in the browser tests).
+
 Hypothesis (tests/test_properties.py) runs under one profile: derandomized (the same examples on every run,
 no example database), no deadline (a shared CI machine's timing is not a property).
 
@@ -13,6 +16,8 @@ one killed while holding it (a timeout) leaves it taken for all the others, and 
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -22,6 +27,10 @@ from tqdm import tqdm
 
 from tests.notebook_outputs import MARK, load_expected, source_hash
 
+os.environ["FPNLAB_QUICK_RUNS"] = "1"  # notebooks 07 and 08 train for seconds in the test kernels (fpnlab.env)
+# The demo detector's measurements (fpnlab.teaching.facts) are taken once per test session and shared with the
+# notebooks' kernels and the browser's: they cost minutes, and every process would otherwise repeat them.
+os.environ.setdefault("FPNLAB_FACTS_CACHE", tempfile.mkdtemp(prefix="fpnlab-facts-"))
 tqdm.set_lock(threading.RLock())  # see above
 tqdm.monitor_interval = 0  # no monitor thread, which could hold the lock when a test process forks
 

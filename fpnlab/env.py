@@ -30,6 +30,12 @@ def on_colab() -> bool:
     return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
+def quick_runs() -> bool:
+    """True when FPNLAB_QUICK_RUNS=1: the test suite runs notebooks 07 and 08 with their training shortened to
+    seconds (a student never sets it; the notebooks' own settings are the full runs)."""
+    return os.environ.get("FPNLAB_QUICK_RUNS") == "1"
+
+
 def device_name(device: torch.device | str | None = None) -> str:
     """A human-readable name: the GPU model, or the CPU with its core count."""
     device = torch.device(device) if device is not None else default_device()

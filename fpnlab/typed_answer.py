@@ -8,7 +8,7 @@
     as_number("P4")                -> 4.0            a pyramid level named for its number
     as_number(True), as_number([1, 2]), as_number("four")  -> None   (not one number)
 
-The notebooks' questions (fpnlab.teaching.questions) compare this number with their answer.
+The notebooks' questions read numbers with it (fpnlab.teaching.questions.answers).
 """
 
 from __future__ import annotations

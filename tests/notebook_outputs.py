@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -99,6 +100,7 @@ class PatientClient(NotebookClient):
 
 
 def record(notebook_path: Path, timeout: int = 1200) -> Path:
+    os.environ["FPNLAB_QUICK_RUNS"] = "1"  # as in the test suite (conftest.py): checked cells never depend on it
     """Execute the notebook in its folder and store the text outputs of its checked cells."""
     notebook = nbformat.read(notebook_path, as_version=4)
     PatientClient(

@@ -247,6 +247,7 @@ def test_the_ablation_tables_read_as_worked_out_by_hand():
     record = record_of_two_variants()
     assert format_ablation(record).splitlines() == TABLE
     assert anchor_size_table(record).splitlines() == ANCHOR_TABLE
+    assert anchor_size_table(record, variants=("no_lateral",)).splitlines() == [ANCHOR_TABLE[0], ANCHOR_TABLE[-1]]
     figure = ablation_figure(record)
     assert [axes.get_title() for axes in figure.axes] == ["AR_s@1000", "AR_m@1000", "AR_l@1000"]
     assert figure._suptitle.get_text() == (

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from matplotlib.patches import Circle, Rectangle
+from matplotlib.patches import Rectangle
 
 from fpnlab import plots
 
@@ -59,11 +59,22 @@ def test_size_histogram_counts_the_coco_buckets():
 def test_feature_grid_shows_shapes_and_the_chosen_channel(image):
     features = {"c2": torch.randn(1, 8, 16, 20), "c3": torch.randn(1, 16, 8, 10)}
     fig = plots.feature_grid(features, channel=3, image=image)
-    titles = [ax.get_title() for ax in fig.axes]
-    assert titles == ["image 64x80", "C2: 8x16x20", "C3: 16x8x10"]
-    np.testing.assert_allclose(fig.axes[2].images[0].get_array(), features["c3"][0, 3].numpy())
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert [ax.get_title() for ax in panels] == ["image 64x80", "C2: 8x16x20", "C3: 16x8x10"]
+    assert len(fig.axes) - len(panels) == 2  # a colour bar for each map
+    np.testing.assert_allclose(panels[2].images[0].get_array(), features["c3"][0, 3].numpy())
     mean = plots.feature_grid(features).axes[0].images[0].get_array()
     np.testing.assert_allclose(mean, features["c2"][0].abs().mean(0).numpy(), rtol=1e-6)
+    assert render(fig) > 0
+
+
+def test_feature_grid_overlay_draws_each_map_over_the_whole_image(image):
+    features = {"p5": torch.randn(1, 4, 2, 3)}
+    fig = plots.feature_grid(features, image=image, overlay=True)
+    panel = fig.axes[0]
+    picture, heat = panel.images  # the image first, the map on top of it
+    assert picture.get_array().shape[:2] == (64, 80)
+    assert heat.get_extent() == [0, 80, 64, 0] and heat.get_alpha() < 1  # stretched to the image, see-through
     assert render(fig) > 0
 
 
@@ -146,7 +157,7 @@ def test_ablation_bars_put_ours_beside_the_paper_and_invent_nothing():
     assert render(fig) > 0
 
 
-def test_detection_gallery_marks_misses_and_circles_small_objects(image):
+def test_detection_gallery_marks_misses_and_small_objects_at_their_size(image):
     det = {
         "boxes": torch.tensor([[0.0, 0, 40, 40], [50, 50, 60, 60]]),
         "labels": torch.tensor([1, 2]),
@@ -156,10 +167,45 @@ def test_detection_gallery_marks_misses_and_circles_small_objects(image):
     fig = plots.detection_gallery([image], [det], [gt], ["circle", "square"], score_thresh=0.5, ncols=2)
     ax = fig.axes[0]
     boxes = rectangles(ax)
-    assert len(boxes) == 2 + 1  # two GT boxes, one detection above 0.5
+    assert len(boxes) == 2 + 1 + 1  # two GT boxes, the small one again, one detection above 0.5
     assert [b.get_edgecolor() for b in boxes[:2]] == [(1.0, 1.0, 1.0, 1.0), (1.0, 0.0, 0.0, 1.0)]  # found, missed
     assert ax.get_title() == "1 of 2 objects missed"  # the 10 x 10 object's detection scored only 0.2
-    circles = [p for p in ax.patches if isinstance(p, Circle)]
-    assert len(circles) == 1 and circles[0].center == (55.0, 55.0)  # the 10 x 10 GT box is small
+    small = boxes[2]  # the 10 x 10 GT box is small: drawn again in cyan, exactly its own size
+    assert small.get_edgecolor() == (0.0, 1.0, 1.0, 1.0) and (small.get_xy(), small.get_width()) == ((50.0, 50.0), 10.0)
     assert [t.get_text() for t in ax.texts] == ["circle 0.90"]
     assert render(fig) > 0
+
+
+def test_captions_of_boxes_at_one_place_go_where_they_do_not_cover_each_other(image):
+    fig = plots.new_figure(1, 1, (4.0, 4.0))[0]
+    ax = fig.axes[0]
+    plots.show_image(ax, image)
+    boxes = torch.tensor([[20.0, 20.0, 60.0, 50.0]] * 4)  # four boxes on one spot, four captions
+    plots.draw_boxes(ax, boxes, torch.tensor([1, 2, 1, 2]), torch.tensor([0.9, 0.8, 0.7, 0.6]), ["circle", "square"])
+    tops = [text.get_position()[1] for text in ax.texts]
+    # above the box, inside it, below it: three free places, and the fourth caption is left out
+    assert len(ax.texts) == 3 and len(set(tops)) == 3 and max(tops) > 50 > 20 > min(tops) - 20
+
+
+def test_a_log_loss_axis_within_one_decade_still_has_several_numbered_ticks():
+    history = {"iteration": [1, 2, 3, 4], "loss": [1.6, 1.2, 0.9, 0.6]}
+    fig = plots.loss_curves(history)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    shown = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    low, high = ax.get_ylim()
+    inside = [t for t in ax.get_yticks() if low <= t <= high]
+    assert len(inside) >= 3 and {"0.7", "1", "1.5"} <= set(shown)
+
+
+def test_metric_bars_wrap_long_names_so_they_do_not_run_into_each_other():
+    fig = plots.metrics_bars({"all anchors": 0.9, "top-k per level": 0.95}, percent=True)
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["all", "anchors"] or labels == ["all\nanchors", "top-k per\nlevel"]
+
+
+def test_gain_histogram_counts_the_objects_that_rose_and_fell():
+    fig = plots.gain_histogram(torch.tensor([0.1, 0.2, -0.05, 0.0, 0.3]))
+    ax = fig.axes[0]
+    assert ax.get_title().endswith("3 rose, 1 fell, of 5")
+    assert sum(patch.get_height() for patch in ax.patches) == 5 and render(fig) > 0

@@ -148,10 +148,10 @@ def ablation_figure(record: dict[str, Any]) -> Any:
     return ablation_bars(record["summary"], record["paper"], spec.size_metrics, labels=ROW_LABELS, title=title)
 
 
-def anchor_size_table(record: dict[str, Any]) -> str:
+def anchor_size_table(record: dict[str, Any], variants: Sequence[str] = tuple(VARIANTS)) -> str:
     """Text table of the RPN runs' anchor-size diagnosis (fpnlab.engine.evaluate.anchor_size_statistics), mean over
-    seeds: the share of positive anchors and the best objectness logit of each anchor size, and the
-    proposals left per image. Why row (f) misses small objects, in numbers."""
+    seeds, for `variants` (default all): the share of positive anchors and the best objectness logit of each
+    anchor size, and the proposals left per image. Why row (f) misses small objects, in numbers."""
     runs = [run for run in record["runs"] if "anchor_sizes" in run]
     sizes = list(runs[0]["anchor_sizes"]["sizes"]) if runs else []
     lines = [
@@ -160,7 +160,7 @@ def anchor_size_table(record: dict[str, Any]) -> str:
         + "".join(f"{'logit ' + s:>10}" for s in sizes)
         + f"{'proposals':>11}"
     ]
-    for variant in VARIANTS:
+    for variant in (v for v in VARIANTS if v in variants):
         mine = [run["anchor_sizes"] for run in runs if run["variant"] == variant]
         if not mine:
             continue

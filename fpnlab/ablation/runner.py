@@ -204,7 +204,7 @@ def run_ablation(
     check_names(stage, variants, list(seeds))
     if jobs < 1:
         raise FpnlabError(f"jobs must be >= 1, got {jobs}.")
-    command = command or process_command()
+    command, started = command or process_command(), time.perf_counter()
     base = base_config(stage, preset, overrides)
     name, folder = name or result_name(stage, preset), Path(out) if out is not None else None
     runs = previous_runs(read_result(name, folder) if folder is not None and resume else None, base, folder, name)
@@ -215,6 +215,7 @@ def run_ablation(
         runs.append(run)
         todo = [t for t in todo if (t.variant, t.seed) != (run["variant"], run["seed"])]
         record = make_record(stage, preset, base, runs, todo)
+        record["elapsed_s"] = round(time.perf_counter() - started, 1)  # this call's wall time, all jobs
         if progress is not None:
             print(run_line(run), flush=True)
         if folder is not None:

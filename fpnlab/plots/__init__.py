@@ -30,6 +30,7 @@ from fpnlab.plots.rpn import (
     anchor_labels,
     anchors_figure,
     boxes_panels,
+    gain_histogram,
     objectness_maps,
     refinement,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "draw_pyramid",
     "feature_grid",
     "feature_image",
+    "gain_histogram",
     "image_grid",
     "image_panels",
     "level_histogram",

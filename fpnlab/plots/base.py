@@ -36,6 +36,7 @@ LEVEL_COLORS = {
     "c5": "tab:red",
 }
 OURS_COLOR, PAPER_COLOR = "tab:blue", "0.7"
+CAPTION_POINTS = (4.3, 10.0)  # a 7-point caption: the width of one character and the height, in points
 
 
 def save_figure(
@@ -105,8 +106,14 @@ def draw_boxes(
     linewidth: float = 1.5,
     linestyle: str = "-",
 ) -> None:
-    """Draw (N, 4) xyxy boxes; coloured by label unless `color`; captions "name 0.93" when known."""
+    """Draw (N, 4) xyxy boxes; coloured by label unless `color`; captions "name 0.93" when known.
+
+    A caption goes above its box's top-left corner, or inside it, or below it: the first place that does not
+    cover an earlier caption of this call (a crowded image keeps its captions readable); with none free, the
+    box stays uncaptioned.
+    """
     boxes = boxes.detach().cpu()
+    taken: list[tuple[float, float, float, float]] = []
     for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
         label = int(labels[i]) if labels is not None else None
         c = color if color is not None else (category_color(label) if label is not None else "yellow")
@@ -119,15 +126,32 @@ def draw_boxes(
         if scores is not None:
             caption.append(f"{float(scores[i]):.2f}")
         if caption:
+            place_caption(ax, " ".join(caption), (x1, y1, x2, y2), c, taken)
+
+
+def place_caption(
+    ax: Axes, text: str, box: tuple[float, float, float, float], color: Any, taken: list[tuple[float, ...]]
+) -> None:
+    """Put `text` at the first free place by `box` (above, inside, below its top-left corner); record it."""
+    x1, y1, x2, y2 = box
+    left, right = ax.get_xlim()
+    points = ax.get_window_extent().width * 72 / ax.figure.dpi  # the axes' width in points
+    char_width, height = (size * abs(right - left) / points for size in CAPTION_POINTS)  # in data pixels
+    width = char_width * len(text)
+    for y in (y1 - height, y1, y2):  # the caption's top edge, in data pixels (y grows downwards)
+        spot = (x1, y, x1 + width, y + height)
+        if not any(spot[0] < o[2] and o[0] < spot[2] and spot[1] < o[3] and o[1] < spot[3] for o in taken):
+            taken.append(spot)
             ax.text(
                 x1,
-                y1,
-                " ".join(caption),
+                y + height,
+                text,
                 fontsize=7,
                 color="white",
                 va="bottom",
-                bbox=dict(facecolor=c, edgecolor="none", pad=1, alpha=0.8),
+                bbox=dict(facecolor=color, edgecolor="none", pad=1, alpha=0.8),
             )
+            return
 
 
 def feature_image(feature: Tensor, channel: int | None = None) -> np.ndarray:

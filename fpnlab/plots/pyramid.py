@@ -20,20 +20,35 @@ def feature_grid(
     image: Tensor | None = None,
     size: float = 2.6,
     title: str | None = None,
+    overlay: bool = False,
 ) -> Figure:
-    """One panel per level (c2..c5 or p2..p6), each titled with its shape; optionally the image first.
+    """One panel per map (c2..c5, p2..p6 or any names), each titled with its shape and with its own colour bar;
+    optionally the image first.
 
     `channel=None` shows the mean absolute activation over channels, else that channel. Each panel keeps
-    its own pixel grid, so coarser levels look blockier: the loss of resolution is visible.
+    its own pixel grid, so coarser levels look blockier: the loss of resolution is visible. `overlay=True`
+    draws every map half transparent over `image` (the network's input), so a 10 x 10 map reads as blocks
+    over the objects rather than as a patch of noise.
     """
-    panels = ([("image", image)] if image is not None else []) + list(features.items())
-    fig, axes = new_figure(1, len(panels), (size, size))
+    panels = ([("image", image)] if image is not None and not overlay else []) + list(features.items())
+    fig, axes = new_figure(1, len(panels), (size * 1.15, size))
     for ax, (name, value) in zip(axes.flat, panels):
         if name == "image":
             show_image(ax, value, f"image {value.shape[-2]}x{value.shape[-1]}")
             continue
         c, h, w = value.shape[-3:]
-        ax.imshow(feature_image(value, channel), cmap="viridis", interpolation="nearest")
+        extent = None
+        if overlay and image is not None:
+            show_image(ax, image)
+            extent = (0, image.shape[-1], image.shape[-2], 0)
+        shown = ax.imshow(
+            feature_image(value, channel),
+            cmap="viridis",
+            interpolation="nearest",
+            extent=extent,
+            alpha=0.65 if extent else 1.0,
+        )
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
         label = name.upper() if name in LEVEL_COLORS else name  # "p2" -> "P2"; free-form names as given
         ax.set_title(f"{label}: {c}x{h}x{w}", fontsize=10, color=LEVEL_COLORS.get(name, "k"))
         ax.set_axis_off()

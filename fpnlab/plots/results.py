@@ -3,14 +3,16 @@ one image's detections saved as a PNG (`fpnlab detect`)."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Circle
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 from torch import Tensor
 
 from fpnlab.engine.recall import missed_objects
@@ -52,6 +54,7 @@ def loss_curves(
             y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
         ax.plot(steps[len(steps) - len(y) :], y, label=name, linewidth=2 if name == "loss" else 1.2)
     ax.set(xlabel=x, ylabel="loss", yscale="log", title=title)
+    readable_log_ticks(ax)
     ax.legend(fontsize=8)
     if reference:
         ref = np.asarray(reference, dtype=float)  # (n, 2)
@@ -59,8 +62,17 @@ def loss_curves(
         other.plot(ref[:, 0], ref[:, 1], color="0.4", linewidth=2, label="loss")
         other.axvspan(0, steps.max() if len(steps) else 0, color=OURS_COLOR, alpha=0.15, label="the run on the left")
         other.set(xlabel=x, yscale="log", title=reference_label)
+        readable_log_ticks(other)
         other.legend(fontsize=8)
     return fig
+
+
+def readable_log_ticks(ax: Axes) -> None:
+    """Label a log axis at 1, 1.5, 2, 3, 5 and 7 times each power of ten, so a range of less than a decade has
+    several numbered ticks."""
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def metrics_bars(
@@ -72,7 +84,8 @@ def metrics_bars(
     values = [np.nan if metrics[k] == -1 else (100 * metrics[k] if percent else metrics[k]) for k in keys]
     fig, axes = new_figure(size=(max(4.0, 0.7 * len(keys)), 3.2))
     ax = axes[0, 0]
-    bars = ax.bar(keys, values, color=OURS_COLOR)
+    bars = ax.bar(range(len(keys)), values, color=OURS_COLOR)
+    ax.set_xticks(range(len(keys)), [textwrap.fill(k, 10) for k in keys], fontsize=8)  # long names wrap
     ax.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)  # NaN bars get no label
     ax.set_ylim(0, 1.18 * max([v for v in values if v == v] or [1.0]))  # room for the labels inside the frame
     ax.set_ylabel("%" if percent else "value")
@@ -132,7 +145,8 @@ def detection_gallery(
     titles: Sequence[str] | None = None,
 ) -> Figure:
     """Detections above `score_thresh` (solid, captioned) over the ground truth: found objects dashed white,
-    missed ones (no detection with IoU >= 0.5) dashed red; small objects (area < 32^2) circled in cyan."""
+    missed ones (no detection with IoU >= 0.5) dashed red; small objects (area < 32^2) have their own box
+    drawn a second time, dotted cyan, at their true size."""
     fig, axes = image_panels(len(images), ncols, size)
     for i, ax in enumerate(axes):
         det, gt = detections[i], targets[i]
@@ -144,16 +158,7 @@ def detection_gallery(
         draw_boxes(ax, gt["boxes"][missed], color="red", linestyle="--", linewidth=1.5)
         area = gt["area"] if "area" in gt else box_area(gt["boxes"].float())  # COCO buckets by annotation area
         small = torch.sqrt(area) < COCO_SIZE_EDGES[0]
-        for x1, y1, x2, y2 in gt["boxes"][small].tolist():
-            ax.add_patch(
-                Circle(
-                    ((x1 + x2) / 2, (y1 + y2) / 2),
-                    0.75 * max(x2 - x1, y2 - y1) + 3,
-                    fill=False,
-                    edgecolor="cyan",
-                    linewidth=1.0,
-                )
-            )
+        draw_boxes(ax, gt["boxes"][small], color="cyan", linestyle=":", linewidth=2.0)
         draw_boxes(ax, det["boxes"][keep], det["labels"][keep], det["scores"][keep], categories)
     return fig
 

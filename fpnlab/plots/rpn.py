@@ -136,8 +136,9 @@ def anchor_labels(
 ) -> Figure:
     """How the RPN labels one image's anchors for training (fpnlab.teaching.analysis.AnchorTargets):
 
-    left, every positive anchor (IoU >= 0.7, or an object's best) in green and every ignored one dashed
-    grey; right, the balanced mini-batch it trains on: the sampled positives, and some of its negatives.
+    left, every positive anchor (IoU >= 0.7, or an object's best) in green and `negatives_shown` of the
+    ignored ones dotted yellow (all of them would cover the image in a mesh); right, the balanced mini-batch
+    it trains on: the sampled positives, and `negatives_shown` of its negatives.
     """
     fig, axes = new_figure(1, 2, (size, size))
     left, right = axes[0]
@@ -147,7 +148,9 @@ def anchor_labels(
         f"{int((labels == 1).sum())} positive, {int((labels == -1).sum())} ignored, "
         f"{int((labels == 0).sum())} negative anchors",
     )
-    draw_boxes(left, anchors[labels == -1], color="0.7", linestyle=":", linewidth=0.6)
+    ignored = torch.where(labels == -1)[0]
+    some = ignored[torch.randperm(len(ignored), generator=torch.Generator().manual_seed(0))[:negatives_shown]]
+    draw_boxes(left, anchors[some], color="yellow", linestyle=":", linewidth=0.8)
     draw_boxes(left, anchors[labels == 1], color="lime", linewidth=1.0)
     show_image(right, image, f"sampled: {len(positive)} positive + {len(negative)} negative")
     draw_boxes(right, anchors[negative[:negatives_shown]], color="red", linewidth=0.6)
@@ -187,4 +190,16 @@ def refinement(image: Tensor, steps: Mapping[str, object], size: float = 4.0) ->
         pad = 0.15 * max(x2 - x1, y2 - y1)
         ax.set_xlim(x1 - pad, x2 + pad)
         ax.set_ylim(y2 + pad, y1 - pad)
+    return fig
+
+
+def gain_histogram(gains: Tensor, title: str = "IoU after refinement minus before", bins: int = 30) -> Figure:
+    """How a step changed each object's IoU (N,): a histogram around 0, with how many rose and how many fell."""
+    values = gains.detach().cpu().float().numpy()
+    fig, axes = new_figure(size=(5.0, 3.2))
+    ax = axes[0, 0]
+    ax.hist(values, bins=bins, color="0.6")
+    ax.axvline(0.0, color="k", linewidth=1)
+    rose, fell = int((values > 0).sum()), int((values < 0).sum())
+    ax.set(xlabel="IoU gain", ylabel="objects", title=f"{title}\n{rose} rose, {fell} fell, of {len(values)}")
     return fig

@@ -9,6 +9,14 @@
 Boxes are in the pixels of the image the network sees (resized): `Example.gt_boxes` in a notebook.
     recall_after_steps(model, dataset, n)      recall at IoU 0.5 after each step of proposal selection
     busiest_object(gt, boxes, max_side)        the object most boxes overlap (the one to zoom on); near(): those boxes
+    refinement_gains(model, dataset, n)        per object: IoU of its best anchor after the RPN's deltas minus before
+    roi_pool_box(box, stride)                  the edges RoI pooling rounds a box to (RoIAlign keeps them)
+    cross_class_pairs(detections)              overlapping detections of different classes (per-class NMS keeps them)
+    objectness_inside(seen, box)               per level: the highest objectness of a cell inside one box
+    ablated_necks(model)                       the FPN's trained convs wired as the two ablations (rows d and e)
+    level_crops(model, seen, box), bin_spread  one box's 7 x 7 crops from its own and the farthest level; their spread
+    head_accuracy(model, image, target)        the box head's accuracy on one image's sampled ROIs, and its baseline
+    first_rise(history)                        how much each loss term grows in the first tenth of a run
 """
 
 from __future__ import annotations
@@ -22,10 +30,17 @@ from fpnlab.data.coco import AREA_RANGES
 from fpnlab.engine.batches import seeded_random
 from fpnlab.model.boxes import box_area, box_iou, clip_boxes_to_image
 from fpnlab.model.config import ProposalCounts
-from fpnlab.model.detector import FPNDetector
+from fpnlab.model.detector import FPNDetector, Inspection
+from fpnlab.model.fpn import FPN
+from fpnlab.model.levels import level_number
 from fpnlab.model.matching import sample_targets
+from fpnlab.model.poolers import roi_align
 from fpnlab.model.rpn import flatten_deltas, flatten_objectness
+from fpnlab.model.transform import resize_boxes
 from fpnlab.switch import evaluating
+from fpnlab.teaching.probe import cell_centres, on_objects
+
+LOSS_TERMS = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg")
 
 
 def best_anchor_iou(boxes: Tensor, anchors_by_level: dict[str, Tensor]) -> Tensor:
@@ -162,3 +177,109 @@ def near(gt_box: Tensor, found: dict[str, Tensor], iou: float = 0.5) -> tuple[Te
     """The boxes (K, 4) and scores (K,) of `found` ({"boxes", "scores"}) overlapping one gt box (4,) at IoU >= iou."""
     keep = box_iou(gt_box[None], found["boxes"].cpu())[0] >= iou
     return found["boxes"].cpu()[keep], found["scores"].cpu()[keep]
+
+
+def refinement_gains(model: FPNDetector, dataset: Any, images: int) -> Tensor:
+    """(N,) for every object of the first `images` images: the IoU of its best anchor once refined by the RPN's
+    deltas (and clipped) minus the anchor's own IoU (refine_anchor's "iou" - "iou_anchor")."""
+    gains = []
+    device = next(model.parameters()).device
+    for index in range(images):
+        image, target = dataset[index]
+        size = model.inspect([image.to(device)]).image_sizes[0]
+        gt = resize_boxes(target["boxes"], image.shape[-2:], size)  # the network's input pixels
+        for k in range(len(gt)):
+            steps = refine_anchor(model, image, gt, k)
+            gains.append(steps["iou"] - steps["iou_anchor"])
+    return torch.tensor(gains)
+
+
+def objectness_inside(seen: Inspection, box: Tensor) -> dict[str, float]:
+    """{level: the highest objectness probability (any of the A anchors) of a cell whose centre lies inside
+    `box` (4,), in the network's input pixels}, for the first image of `seen`; 0 where no cell centre does."""
+    peaks = {}
+    for name, logits in seen.objectness.items():
+        probability = logits[0].sigmoid().amax(dim=0).cpu()  # (H, W): the best of the A anchors per cell
+        h, w = probability.shape
+        x, y = cell_centres(h, w, seen.images.shape[-1] / w)
+        inside = on_objects(x, y, box[None].cpu())
+        peaks[name] = float(probability.flatten()[inside].max()) if inside.any() else 0.0
+    return peaks
+
+
+def ablated_necks(model: FPNDetector) -> dict[str, FPN]:
+    """The model's trained FPN convs wired as the paper's ablations: {"no top-down": row (d), "no lateral":
+    row (e)}. Not trained that way: they show what each path carries, not what such a model would learn."""
+    fpn, config = model.neck, model.config
+    in_channels = list(model.backbone.out_channels.values())
+    device = next(model.parameters()).device
+    no_top_down = FPN(in_channels, config.fpn_channels, top_down=False, out_levels=config.levels)
+    no_top_down.load_state_dict(fpn.state_dict())  # the same convs exist
+    no_lateral = FPN(in_channels, config.fpn_channels, lateral=False, out_levels=config.levels)
+    no_lateral.load_state_dict({k: v for k, v in fpn.state_dict().items() if k in no_lateral.state_dict()})
+    return {"no top-down": no_top_down.to(device).eval(), "no lateral": no_lateral.to(device).eval()}
+
+
+def level_crops(model: FPNDetector, seen: Inspection, box: Tensor) -> dict[str, Tensor]:
+    """The 7 x 7 RoIAlign crops (C, 7, 7) of one box (4,) in the network's input pixels, from the level Eq. 1
+    gives it and from the pooled level farthest from that one: {"p<own>": ..., "p<farthest>": ...}."""
+    pooler = model.roi_heads.pooler
+    own = int(pooler.levels_of([box[None].to(seen.images.device)])[0][0])
+    ks = [level_number(name) for name in pooler.levels]
+    farthest = ks[0] if own - ks[0] >= ks[-1] - own else ks[-1]
+    crops = {}
+    for k in (own, farthest):
+        feature = seen.pyramid[f"p{k}"][:1].cpu()
+        crops[f"p{k}"] = roi_align(feature, [box[None].cpu()], pooler.output_size, 2.0**-k, pooler.sampling_ratio)[0]
+    return crops
+
+
+def bin_spread(crop: Tensor) -> float:
+    """How much a (C, S, S) crop varies across its S x S bins: the standard deviation over the bins, averaged
+    over the channels (0 when every bin holds the same numbers)."""
+    return float(crop.flatten(1).std(dim=1).mean())
+
+
+@torch.no_grad()
+def head_accuracy(model: FPNDetector, image: Tensor, target: dict[str, Tensor], seed: int = 0) -> dict[str, float]:
+    """The box head's accuracy on one image's sampled training ROIs (sampled from `seed`, as in training, but
+    nothing trained): on all of them, on the positives, and the background share (an all-background guess's
+    accuracy)."""
+    device = next(model.parameters()).device
+    wanted = {"boxes": target["boxes"].to(device), "labels": target["labels"].to(device)}
+    heads = model.roi_heads
+    with evaluating(model):
+        first = model.first_stage([image.to(device)], [wanted])
+        with seeded_random(seed):
+            rois, labels, _, _ = heads.sample_proposals(first.rpn.boxes, first.targets)
+        class_logits, _ = heads.predictor(heads.box_head(heads.pooler(first.pyramid, rois, first.batch.padded_size)))
+    right = (class_logits.argmax(dim=1) == labels).float()
+    return {
+        "all": float(right.mean()),
+        "positives": float(right[labels > 0].mean()),
+        "background share": float((labels == 0).float().mean()),
+    }
+
+
+def first_rise(history: list[dict[str, float]], terms: tuple[str, ...] = LOSS_TERMS) -> dict[str, float]:
+    """{term: how much it grows in the first tenth of a run}: its highest value in the first tenth of the
+    metrics.csv rows over its value in the first row (1.0: it never rose above where it started)."""
+    tenth = history[: max(2, len(history) // 10)]
+    return {term: max(row[term] for row in tenth) / max(tenth[0][term], 1e-12) for term in terms}
+
+
+def roi_pool_box(box: Tensor, stride: int) -> Tensor:
+    """The box (4,) RoI pooling reads on a map of this stride: every edge rounded to a whole cell (half away
+    from zero, as the kernel rounds), back in input pixels. RoIAlign reads the box as it is."""
+    return torch.sign(box) * torch.floor((box / stride).abs() + 0.5) * stride
+
+
+def cross_class_pairs(detections: list[dict[str, Tensor]], iou: float = 0.5) -> int:
+    """Pairs of detections of the same image, of different classes, overlapping with IoU > iou: what per-class
+    NMS leaves standing on purpose."""
+    pairs = 0
+    for found in detections:
+        overlap = box_iou(found["boxes"], found["boxes"]) > iou
+        other_class = found["labels"][:, None] != found["labels"][None]
+        pairs += int((overlap & other_class).triu(1).sum())
+    return pairs

@@ -19,12 +19,12 @@ from torch import Tensor
 
 from fpnlab.data import CocoDetection, load_split
 from fpnlab.engine.checkpoint import load_model
-from fpnlab.engine.demo import demo_model
 from fpnlab.env import default_device, device_name
 from fpnlab.errors import FpnlabError
 from fpnlab.model.detector import FPNDetector, Inspection
 from fpnlab.model.torchvision_port import coco_weights_reachable, from_torchvision
 from fpnlab.model.transform import resize_boxes
+from fpnlab.teaching import facts
 
 
 @dataclass
@@ -61,7 +61,7 @@ def start_lab(checkpoint: str | Path | None = None, dataset: str = "shapes-mini"
     split of `dataset`, torch's generator seeded with `seed`; prints one line saying what was loaded."""
     torch.manual_seed(seed)
     device = default_device()
-    model = demo_model(device) if checkpoint is None else load_model(checkpoint, device)
+    model = facts.demo()[0] if checkpoint is None else load_model(checkpoint, device)  # the questions' own
     val_set = load_split(dataset, "val")
     config = model.config
     print(

@@ -30,17 +30,27 @@ def grow(field: int, jump: int, layer: nn.Module) -> tuple[int, int]:
     return field + (kernel - 1) * jump, jump * stride
 
 
+def main_path(body: ResNetBody) -> list[tuple[str, str, nn.Module]]:
+    """Every convolution and pooling of the main path, in order: (stage "c2".."c5", layer name, layer); the
+    stem's conv1 and max pool count towards C2."""
+    layers = [("c2", "conv1", body.conv1), ("c2", "maxpool", body.maxpool)]
+    for k, stage in zip(range(2, 6), (body.layer1, body.layer2, body.layer3, body.layer4)):
+        for b, block in enumerate(stage):
+            for (
+                name,
+                layer,
+            ) in block.named_children():  # conv1, bn1, conv2, ... in forward order (downsample: a shortcut)
+                if isinstance(layer, nn.Conv2d):
+                    layers.append((f"c{k}", f"layer{k - 1}.{b}.{name}", layer))
+    return layers
+
+
 def receptive_fields(body: ResNetBody) -> dict[str, int]:
     """The receptive field of C2..C5 of a ResNet body, in input pixels (main path of every block)."""
-    field, jump = grow(1, 1, body.conv1)
-    field, jump = grow(field, jump, body.maxpool)
-    fields = {}
-    for k, stage in zip(range(2, 6), (body.layer1, body.layer2, body.layer3, body.layer4)):
-        for block in stage:
-            for layer in block.children():  # conv1, bn1, conv2, ... in forward order (downsample: a shortcut)
-                if isinstance(layer, nn.Conv2d):
-                    field, jump = grow(field, jump, layer)
-        fields[f"c{k}"] = field
+    field, jump, fields = 1, 1, {}
+    for stage, _, layer in main_path(body):
+        field, jump = grow(field, jump, layer)
+        fields[stage] = field
     return fields
 
 
