@@ -31,7 +31,7 @@ def fake_runs(monkeypatch):
     def run_task(task: RunTask) -> dict:
         tasks.append(task)
         clock[0] += RUN_S
-        value = 0.1 * (1 + list(ablation.VARIANTS).index(task.variant)) + 0.01 * task.seed
+        value = 0.1 * (1 + STAGES[task.stage].variants.index(task.variant)) + 0.01 * task.seed  # its row
         return {
             "variant": task.variant,
             "seed": task.seed,

@@ -1,4 +1,4 @@
-"""The benchmark scripts still run: tiny CPU runs of detector_speed.py and profile_step.py.
+"""The benchmark scripts still run: tiny CPU runs of detector_speed.py, profile_step.py and head_speed.py.
 
 They time nothing that is asserted (speed lives in the scripts' tables); what is asserted is that every
 row is there, every ratio is a positive number, and that fpnlab and torchvision detect the same boxes.
@@ -6,12 +6,18 @@ row is there, every ratio is a positive number, and that fpnlab and torchvision 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from fpnlab.engine.presets import PRESETS
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 TINY = ["--device", "cpu", "--height", "64", "--width", "96", "--batch", "2", "--warmup", "0", "--threads", "1"]
@@ -82,3 +88,51 @@ def test_profile_step_breaks_a_step_into_stages_sync_ops_and_top_ops(tmp_path):
         stages = dict(re.findall(r"^(\w+)\s+[\d.]+\s+[\d.]+\s+\d+\s+\d+\s+(\d+)\s+\d+$", section, re.M))
         assert record[step]["sync_ops_batch2"] == sum(int(n) for n in stages.values())  # the printed table's sum
         assert record[step]["sync_ops_per_image"] == record[step]["sync_ops_batch2"] - record[step]["sync_ops_batch1"]
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """A script of benchmarks/ imported as a module (it is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+# Made-up figures per image: the table adds "other" (total minus the four stages), ms and MFLOPs per ROI.
+FPN = dict(backbone_ms=20, neck_ms=5, rpn_ms=10, roi_heads_ms=8, head_ms=3, total_ms=50, rois=300, head_flops=2e6)
+C4 = dict(backbone_ms=15, neck_ms=1, rpn_ms=9, roi_heads_ms=120, head_ms=100, total_ms=150, rois=250, head_flops=9e7)
+
+
+def test_head_speed_table_derives_other_time_and_cost_per_roi_and_divides_c4_by_fpn():
+    head_speed = load_benchmark("head_speed")
+    rows = head_speed.table_rows({"fpn": FPN, "c4_res5": C4})
+    table = {r["metric"].strip(): (r["fpn"], r["c4_res5"], r["ratio"]) for r in rows}
+    assert table["total ms/image"] == (50, 150, 3.0)
+    assert table["box head ms"] == (3, 100, pytest.approx(100 / 3))
+    assert table["other ms"] == (7, 5, pytest.approx(5 / 7))  # 50 - (20 + 5 + 10 + 8), 150 - (15 + 1 + 9 + 120)
+    assert table["head ms/ROI"] == (pytest.approx(0.01), pytest.approx(0.4), pytest.approx(40))  # 3/300, 100/250
+    assert table["head MFLOPs/ROI"] == (2.0, 90.0, 45.0)
+    assert table["ROIs/image"] == (300, 250, pytest.approx(250 / 300))
+    lines = head_speed.format_table(rows).splitlines()
+    assert len(lines) == 11 and lines[0].split() == ["FPN", "2fc", "C4", "+", "conv5", "C4", "/", "FPN"]
+    assert "total ms/image          50.00      150.00      3.00" in lines
+    assert "head ms/ROI            0.0100      0.4000     40.00" in lines
+    still = head_speed.table_rows({"fpn": {**FPN, "neck_ms": 0}, "c4_res5": C4})
+    assert still[1]["ratio"] is None and head_speed.format_table(still).splitlines()[2].endswith(" -")
+
+
+def test_head_speed_measures_both_heads_on_a_tiny_model_with_one_run():
+    head_speed = load_benchmark("head_speed")
+    config = PRESETS["test"].model  # resnet_tiny, 32-channel FPN, 64-d 2fc head, 91 classes
+    models = head_speed.build_models(config, proposals=20, device="cpu")
+    images = head_speed.make_images(head_speed.Scale(config, 128, 128, runs=1, proposals=20), 1, 1, "cpu")
+    measured = {name: head_speed.measure(model, images, warmup=0, device="cpu") for name, model in models.items()}
+    assert list(models["c4_res5"].backbone.out_channels) == ["c2", "c3", "c4"]  # conv5 runs in the head only
+    for figures in measured.values():
+        assert set(figures) == {f"{s}_ms" for s in head_speed.STAGES} | {"head_ms", "total_ms", "rois", "head_flops"}
+        assert figures["rois"] == 20  # no RPN NMS: exactly the proposals asked for
+    # 2fc: 2 x (32*49*64 + 64*64 + 64*91 + 64*364) = 267,136 FLOPs per ROI (fc6, fc7, class and box layers);
+    # conv5 on 128 x 14 x 14: 2 x 49 x (128*256*9 + 256*256*9 + 128*256) + 2 x 256 x 455 = 90,148,352.
+    assert (measured["fpn"]["head_flops"], measured["c4_res5"]["head_flops"]) == (267_136, 90_148_352)
+    assert len(head_speed.table_rows(measured)) == len(head_speed.ROWS)

@@ -1,8 +1,9 @@
 """The FPN paper's ablation numbers (Lin et al., CVPR 2017), in percent, as the lab compares with them.
 
 ResNet-50, COCO minival, trained on trainval35k; read from the paper's Tables 1-3. Rows are the
-variants of fpnlab.ablation.runner (c4, c5, fpn, no_top_down, no_lateral, p2_only); keys match
-fpnlab.engine.evaluate's metric names. AR_s@100 is not in the paper, so no row has it.
+variants of fpnlab.ablation.variants (c4, c5, fpn, no_top_down, no_lateral, p2_only; c4_res5, the C4 model
+with the paper's conv5 head, in Table 3 only); keys match fpnlab.engine.evaluate's metric names. AR_s@100 is
+not in the paper, so no row has it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ PAPER_TABLE2: dict[str, dict[str, float]] = {  # Fast R-CNN on the fixed proposa
 }
 PAPER_TABLE3: dict[str, dict[str, float]] = {  # Faster R-CNN, RPN and detector on one backbone (Table 3)
     "c4": {"AP50": 53.1, "AP": 31.6, "AP_s": 13.2, "AP_m": 35.6, "AP_l": 47.1},  # conv5 head on C4
+    "c4_res5": {
+        "AP50": 53.1,
+        "AP": 31.6,
+        "AP_s": 13.2,
+        "AP_m": 35.6,
+        "AP_l": 47.1,
+    },  # row (a): c4 is it with a 2fc head
     "c5": {"AP50": 51.7, "AP": 28.0, "AP_s": 9.6, "AP_m": 31.9, "AP_l": 43.1},
     "fpn": {"AP50": 56.9, "AP": 33.9, "AP_s": 17.8, "AP_m": 37.7, "AP_l": 45.8},
 }

@@ -200,7 +200,7 @@ def run_ablation(
     end past the budget (runs left over are listed in record["pending"]). `command` is stored in the
     record and in each run (default: the process's command line).
     """
-    variants = list(variants) if variants is not None else list(VARIANTS)
+    variants = list(variants) if variants is not None else list(STAGES[stage].variants)
     check_names(stage, variants, list(seeds))
     if jobs < 1:
         raise FpnlabError(f"jobs must be >= 1, got {jobs}.")

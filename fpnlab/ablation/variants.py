@@ -1,8 +1,10 @@
 """The paper's ablations (FPN paper, Sec. 5.1, Tables 1-3) as typed changes of a detector's settings.
 
-Six variants, the rows (a)..(f) of the paper's tables; each changes the neck of the same model:
+Seven variants, the rows (a)..(f) of the paper's tables; each changes the neck (or head) of the same model:
 
     (a) c4            single-scale baseline on C4, all anchor sizes on it
+    (a) c4_res5       the same, with the ResNet's conv5 stage as its ROI head (Table 3's row a;
+                      detector stage only: the RPN stage builds no head, so its row is c4's)
     (b) c5            single-scale baseline on C5
     (c) fpn           the full FPN on the preset's levels (P2..P6 on a GPU, P2..P5 at the CPU scale)
     (d) no_top_down   bottom-up pyramid: lateral 1x1 + 3x3 per level, no top-down pathway
@@ -59,6 +61,7 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {
     "c4": Variant("(a) C4", {"neck": "c4"}),
+    "c4_res5": Variant("(a) C4 + conv5", {"neck": "c4", "box": {"head": "res5"}}),
     "c5": Variant("(b) C5", {"neck": "c5"}),
     "fpn": Variant("(c) FPN"),
     "no_top_down": Variant("(d) no top-down", {"top_down": False}),
@@ -79,6 +82,7 @@ class Stage:
     size_metrics: tuple[str, ...]  # the small / medium / large columns, for the figure
     paper: dict[str, dict[str, float]]
     paper_source: str
+    variants: tuple[str, ...]  # its rows, in table order: what `--variants all` runs
 
 
 def _rpn_only(model: DetectorConfig) -> DetectorConfig:
@@ -95,6 +99,7 @@ STAGES: dict[str, Stage] = {
         size_metrics=("AR_s@1000", "AR_m@1000", "AR_l@1000"),
         paper=PAPER_TABLE1,
         paper_source="FPN paper Table 1 (RPN, ResNet-50, COCO minival)",
+        variants=tuple(name for name in VARIANTS if name != "c4_res5"),  # no box head: c4_res5's RPN is c4's
     ),
     "detector": Stage(
         model=lambda model: dataclasses.replace(model, rpn_only=False),
@@ -103,18 +108,25 @@ STAGES: dict[str, Stage] = {
         paper={**PAPER_TABLE2, **PAPER_TABLE3},
         paper_source="FPN paper Table 3 (Faster R-CNN) for rows a-c, Table 2 (Fast R-CNN on FPN proposals) "
         "for rows d-f, which Table 3 lacks",
+        variants=tuple(VARIANTS),
     ),
 }
 
 
 def check_names(stage: str, variants: Sequence[str], seeds: Sequence[int] = ()) -> None:
-    """FpnlabError for an unknown stage or variant name, or a variant or seed given twice (a repeated seed
-    would count one run twice: n = 2 and a spread of 0)."""
+    """FpnlabError for an unknown stage or variant name, a variant that is no row of the stage, or a variant
+    or seed given twice (a repeated seed would count one run twice: n = 2 and a spread of 0)."""
     if stage not in STAGES:
         raise FpnlabError(f"unknown ablation stage {stage!r}; choose one of {', '.join(STAGES)}.")
+    choices = ", ".join(STAGES[stage].variants)
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
-        raise FpnlabError(f"unknown ablation variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}.")
+        raise FpnlabError(f"unknown ablation variant {unknown[0]!r}; choose from {choices}.")
+    elsewhere = [v for v in variants if v not in STAGES[stage].variants]
+    if elsewhere:
+        raise FpnlabError(
+            f"ablation variant {elsewhere[0]!r} is not a row of the {stage} stage; choose from {choices}."
+        )
     for what, values in (("variant", list(variants)), ("seed", list(seeds))):
         repeated = sorted({str(v) for v in values if values.count(v) > 1})
         if repeated:

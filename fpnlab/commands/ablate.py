@@ -26,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="rpn",
         help="rpn: RPN-only models, proposal AR (Table 1); detector: Faster R-CNN, COCO AP (Tables 2-3)",
     )
-    parser.add_argument("--variants", default="all", help=f"comma-separated, from {', '.join(VARIANTS)} (default all)")
+    parser.add_argument(
+        "--variants", default="all", help=f"comma-separated, from {', '.join(VARIANTS)} (default: all of the stage's)"
+    )
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (default 0)")
     parser.add_argument("--preset", default="cpu", help="training preset: cpu, gpu, colab or test (default cpu)")
     parser.add_argument(
@@ -76,7 +78,9 @@ def beside_record(path: Path) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    variants = list(VARIANTS) if args.variants == "all" else parse_list(args.variants, "variants", str)
+    variants = (
+        list(STAGES[args.stage].variants) if args.variants == "all" else parse_list(args.variants, "variants", str)
+    )
     seeds = parse_list(args.seeds, "seeds", int)
     out = args.out or results_dir()
     check_writable_folder(out, "--out")

@@ -8,6 +8,9 @@ torchvision's ``backbone.body``; ``resnet_tiny`` is a narrow net from the same B
 Normalisation: "frozen_bn" (FrozenBatchNorm2d: fixed ImageNet statistics, for fine-tuning pretrained
 weights and equality with torchvision), "bn" (BatchNorm that learns, for training from scratch with
 reasonable batches) or "gn" (GroupNorm, batch-size independent, Wu & He 2018).
+
+The C4 baseline with a conv5 head (FPN paper, Table 3 row a) hands layer4 over to its ROI head
+(``split_conv5``): the body then stops at C4, and conv5 runs once per ROI instead of once per image.
 """
 
 from __future__ import annotations
@@ -72,14 +75,21 @@ class ResNetBody(nn.Module):
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         self.name, self.norm = name, norm
-        self.out_channels = {f"c{k}": _width(layer) for k, layer in zip(range(2, 6), self._stages())}
+        self.out_channels = {f"c{k}": stage_width(layer) for k, layer in zip(range(2, 6), self._stages())}
         self.strides = {"c2": 4, "c3": 8, "c4": 16, "c5": 32}
         train = TRAINABLE_ORDER[:trainable_layers] + (("bn1",) if trainable_layers == 5 else ())
         for param_name, param in self.named_parameters():
             param.requires_grad_(param_name.split(".")[0] in train)
 
     def _stages(self) -> list[nn.Module]:
-        return [self.layer1, self.layer2, self.layer3, self.layer4]
+        return [stage for stage in (self.layer1, self.layer2, self.layer3, self.layer4) if stage is not None]
+
+    def split_conv5(self) -> nn.Sequential:
+        """Remove layer4 (conv5_x, with its weights) and return it, for a conv5 ROI head: the body then
+        computes C2..C4 only."""
+        conv5, self.layer4 = self.layer4, None
+        del self.out_channels["c5"], self.strides["c5"]
+        return conv5
 
     def forward(self, images: Tensor) -> OrderedDict[str, Tensor]:
         # BEGIN UNIT backbone
@@ -117,7 +127,7 @@ def _tiny_resnet(norm: Callable[[int], nn.Module]) -> nn.Module:
     return net
 
 
-def _width(stage: nn.Sequential) -> int:
+def stage_width(stage: nn.Sequential) -> int:
     """Output channels of a ResNet stage: those of its last block's last norm layer."""
     last = stage[-1]
     return (last.bn3 if hasattr(last, "bn3") else last.bn2).weight.shape[0]

@@ -7,7 +7,8 @@
       min_size, max_size, image_mean, image_std               input transform (fpnlab.model.transform)
       rpn: RPNConfig                                          proposals (fpnlab.model.rpn)
       roi: RoIConfig                                          Eq. 1 and ROI pooling (fpnlab.model.levels, .poolers)
-      box: BoxHeadConfig                                      the Fast R-CNN head (fpnlab.model.roi_heads)
+      box: BoxHeadConfig                                      the Fast R-CNN head: 2fc, or conv5 on C4
+                                                              (fpnlab.model.roi_heads, .res5_head)
       rpn_only                                                the RPN alone (paper Table 1)
 
 A config is plain values all the way down: `DetectorConfig.from_dict(dataclasses.asdict(config))`
@@ -15,7 +16,8 @@ rebuilds it; `upgrade_flat_layout` reads the flat layout of checkpoints written 
 
 The ablations of the paper's Tables 1-2 are switches here: neck="c4"/"c5" (rows a, b), top_down=False
 (row d), lateral=False (row e), levels=("p2",) (row f). With one level, all anchor sizes go on it and
-every ROI is pooled from it.
+every ROI is pooled from it. Table 3's row (a) is the C4 model with the conv5 head: neck="c4" and
+box=BoxHeadConfig(head="res5").
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from fpnlab.overrides import update
 
 NECKS = ("fpn", "c4", "c5")
 POOLERS = ("align", "pool")
+BOX_HEADS = ("2fc", "res5")  # FPN's two 1024-d FC layers; the ResNet's conv5 stage on C4 (Table 3 row a)
 PAPER_INPUT_SIZE = 800  # the FPN paper resizes the shorter image side to 800 px (Sec. 5.1)
 PAPER_CANONICAL_SIZE = 224  # Eq. 1's canonical ROI side at that input size
 SMOOTH_L1_BETA = 1.0 / 9  # both heads' box loss: where smooth L1 turns from quadratic to linear (Detectron's value)
@@ -88,7 +91,7 @@ class RoIConfig:
     """Which pyramid level pools each ROI (Eq. 1) and how it is pooled to a fixed grid."""
 
     pooler: str = "align"  # "align" (RoIAlign) or "pool" (RoIPool)
-    output_size: int = 7
+    output_size: int = 7  # the 2fc head's grid; the conv5 head pools twice as fine, then halves it (pool_size)
     sampling_ratio: int = 2
     aligned: bool = False
     canonical_size: float | None = None  # Eq. 1's 224; None: 224 x min_size / 800, following the input scale
@@ -105,9 +108,10 @@ class RoIConfig:
 
 @dataclass(frozen=True)
 class BoxHeadConfig:
-    """The Fast R-CNN head: 2 FC layers, ROI sampling for training, post-processing (FPN Sec. 4.2)."""
+    """The Fast R-CNN head: 2 FC layers (or conv5), ROI sampling for training, post-processing (FPN Sec. 4.2)."""
 
-    representation_size: int = 1024  # width of the two FC layers
+    head: str = "2fc"  # "2fc" (FPN's) or "res5" (the ResNet's conv5 stage, C4 baseline only)
+    representation_size: int = 1024  # width of the two FC layers (the 2fc head)
     fg_iou_thresh: float = 0.5  # an ROI with IoU >= this with a gt box is that box's class ...
     bg_iou_thresh: float = 0.5  # ... below this background
     batch_size_per_image: int = 512  # ROIs sampled per image for the loss ...
@@ -118,6 +122,7 @@ class BoxHeadConfig:
     detections_per_img: int = 100
 
     def __post_init__(self) -> None:
+        _require(self.head in BOX_HEADS, f"BoxHeadConfig.head must be one of {BOX_HEADS}, got {self.head!r}.")
         _check_sampling(
             "BoxHeadConfig",
             self.fg_iou_thresh,
@@ -213,9 +218,13 @@ class DetectorConfig:
             f"DetectorConfig.image_mean and image_std need 3 numbers each (R, G, B), the std > 0, got "
             f"{self.image_mean} and {self.image_std}.",
         )
+        _require(
+            self.box.head != "res5" or self.neck == "c4",
+            f"DetectorConfig: box.head='res5' (the conv5 head) runs on C4 and needs neck='c4', got {self.neck!r}.",
+        )
         head = self.fpn_channels * self.roi.output_size**2 * self.box.representation_size
         _require(
-            head <= MAX_HEAD_PARAMETERS,
+            self.box.head != "2fc" or head <= MAX_HEAD_PARAMETERS,
             f"DetectorConfig: the box head's first layer would have {head:,} "
             f"weights (fpn_channels x output_size^2 x representation_size), "
             f"more than {MAX_HEAD_PARAMETERS:,}.",
@@ -228,6 +237,11 @@ class DetectorConfig:
     def pooled_levels(self) -> tuple[str, ...]:
         """Names of the feature maps ROIs are pooled from: P6 only carries anchors (FPN paper, Sec. 4.2)."""
         return tuple(name for name in self.rpn_levels() if name != "p6")
+
+    def pool_size(self) -> int:
+        """The side of the grid each ROI is pooled to: roi.output_size (7) for the 2fc head; twice that (14)
+        for the conv5 head, whose first block (stride 2) brings it back to output_size (He et al.'s C4 head)."""
+        return self.roi.output_size * (2 if self.box.head == "res5" else 1)
 
     def anchor_sizes_per_level(self) -> tuple[tuple[int, ...], ...]:
         """One size per level, or all sizes on the one level of a single-scale model (Table 1 rows a, b, f)."""

@@ -2,6 +2,9 @@
 
     images -> transform -> backbone (C2..C5) -> neck (P2..P6) -> RPN (proposals) -> ROI heads -> detections
 
+(The C4 baseline with the conv5 head, box.head="res5", moves layer4 from the backbone into the ROI head,
+which pools C4 itself: fpnlab.model.res5_head.)
+
 ``FPNDetector`` follows torchvision's calling convention (``fasterrcnn_resnet50_fpn``):
 
     model.train(); losses = model(images, targets)   # {"loss_objectness", "loss_rpn_box_reg",
@@ -47,6 +50,7 @@ from fpnlab.model.fpn import FPN, SingleScaleNeck
 from fpnlab.model.inputs import check_inputs
 from fpnlab.model.levels import level_number
 from fpnlab.model.poolers import MultiScaleRoIPooler
+from fpnlab.model.res5_head import Res5Head
 from fpnlab.model.roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHead
 from fpnlab.model.rpn import RegionProposalNetwork, RPNHead, RPNOutput
 from fpnlab.model.transform import DetectionTransform, ImageBatch
@@ -73,9 +77,10 @@ class FPNDetector(nn.Module):
         self.config = config
         self.transform = DetectionTransform(config.min_size, config.max_size, config.image_mean, config.image_std)
         self.backbone = ResNetBody(config.backbone, config.norm, config.trainable_layers, config.pretrained_backbone)
+        conv5 = self.backbone.split_conv5() if config.box.head == "res5" else None  # the backbone stops at C4
         self.neck = build_neck(config, self.backbone.out_channels)
         self.rpn = build_rpn(config)
-        self.roi_heads = None if config.rpn_only else build_roi_heads(config)
+        self.roi_heads = None if config.rpn_only else build_roi_heads(config, conv5)
 
     def forward(
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
@@ -84,7 +89,7 @@ class FPNDetector(nn.Module):
         with skip_value_checks():  # inputs checked: no host-device syncs for box checks (fpnlab.switch)
             if self.roi_heads is None:
                 return first.rpn.losses if self.training else self._proposals(first)
-            detections, losses = self.roi_heads(first.pyramid, first.rpn.boxes, first.batch, first.targets)
+            detections, losses = self.roi_heads(self._roi_features(first), first.rpn.boxes, first.batch, first.targets)
         if self.training:
             return {**first.rpn.losses, **losses}  # loss_objectness, loss_rpn_box_reg, loss_classifier, loss_box_reg
         return self._in_input_pixels(detections, first)
@@ -129,9 +134,14 @@ class FPNDetector(nn.Module):
             if self.roi_heads is not None:
                 seen.roi_levels = self.roi_heads.pooler.levels_of(rpn.boxes)
                 with skip_value_checks():
-                    detections, _ = self.roi_heads(pyramid, rpn.boxes, batch)
+                    detections, _ = self.roi_heads(self._roi_features(first), rpn.boxes, batch)
                 seen.detections = self._in_input_pixels(detections, first)
             return seen
+
+    def _roi_features(self, first: FirstStage) -> dict[str, Tensor]:
+        """The maps ROIs are pooled from: the neck's, or C4 itself for the conv5 head (whose first block
+        expects C4's channels, 1024 for ResNet-50, not the neck's 256)."""
+        return first.features if self.config.box.head == "res5" else first.pyramid
 
     def _proposals(self, first: FirstStage) -> list[dict[str, Tensor]]:
         found = [{"boxes": b, "scores": s} for b, s in zip(first.rpn.boxes, first.rpn.scores)]
@@ -187,16 +197,23 @@ def build_rpn(config: DetectorConfig) -> RegionProposalNetwork:
     return RegionProposalNetwork(anchor_generator, head, config.rpn)
 
 
-def build_roi_heads(config: DetectorConfig) -> RoIHeads:
+def build_roi_heads(config: DetectorConfig, conv5: nn.Sequential | None = None) -> RoIHeads:
+    """Pooler, box head and predictor: the 2fc head on the neck's maps, or the conv5 head (``conv5``: the
+    backbone's layer4, taken by ResNetBody.split_conv5) on C4."""
     roi = config.roi
     pooler = MultiScaleRoIPooler(
         config.pooled_levels(),
-        roi.output_size,
+        config.pool_size(),
         roi.sampling_ratio,
         roi.aligned,
         roi.pooler,
         config.canonical_size(),
         roi.canonical_level,
     )
-    box_head = TwoMLPHead(config.fpn_channels * roi.output_size**2, config.box.representation_size)
-    return RoIHeads(pooler, box_head, FastRCNNPredictor(config.box.representation_size, config.num_classes), config.box)
+    if config.box.head == "res5":
+        box_head = Res5Head(conv5)
+        width = box_head.out_features  # 2048 for ResNet-50
+    else:
+        box_head = TwoMLPHead(config.fpn_channels * roi.output_size**2, config.box.representation_size)
+        width = config.box.representation_size
+    return RoIHeads(pooler, box_head, FastRCNNPredictor(width, config.num_classes), config.box)

@@ -1,0 +1,235 @@
+"""FPN's lighter head, measured: inference time per image of the FPN detector (2fc head) against the C4
+baseline with the conv5 head (FPN paper Table 3 row a), on the same backbone, images and number of proposals.
+
+    python benchmarks/head_speed.py --scale lab            # the cpu preset's ResNet-tiny model at 320 px
+    python benchmarks/head_speed.py --scale r50            # ResNet-50 at 800 px, 3 runs (a GPU; slow on a CPU)
+    python benchmarks/head_speed.py --scale lab --save     # also write results/head_speed_lab.json
+                                                           # (results/head_speed.json for --scale r50)
+
+Both detectors are built with random weights from one config, the C4 one through the ablation variant
+c4_res5, with the same seed: the same backbone weights up to C4, and everything shared but the neck and the
+ROI head (2fc on 7x7 pooled pyramid features, or conv5 on 14x14 pooled C4, which the C4 backbone then skips).
+The RPN's NMS is switched off (IoU 1.0) in both, so that every image hands exactly --proposals ROIs to the
+head whatever random weights score. Measured per image (batch 1, eval mode, inference_mode), as the mean
+over --runs images after --warmup untimed ones, one model after the other:
+
+    backbone, neck, rpn, roi_heads   ms inside each submodule (forward hooks; synchronised on CUDA);
+                                     "other" is the rest of the forward: transform, checks, boxes back
+    box head                         ms of the head proper (2fc or conv5, and the class and box layers),
+                                     part of roi_heads (which also pools and post-processes)
+    per ROI                          box head ms / ROIs, and the FLOPs of the box head for one ROI
+                                     (torch.utils.flop_counter: 2 per multiply-add of convs and linear layers)
+
+The last column is C4 + conv5 / FPN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import dataclasses
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from fpnlab.ablation.variants import VARIANTS
+from fpnlab.engine.presets import CPU_MODEL, GPU_MODEL
+from fpnlab.model.config import DetectorConfig
+from fpnlab.model.detector import FPNDetector
+from fpnlab.overrides import update
+from fpnlab.results import write_result
+
+MODELS = {"fpn": "FPN 2fc", "c4_res5": "C4 + conv5"}  # name -> column title; the ratio is the second / the first
+STAGES = ("backbone", "neck", "rpn", "roi_heads")  # the detector's submodules timed
+HEAD = ("roi_heads.box_head", "roi_heads.predictor")  # the head proper, inside roi_heads
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    model: DetectorConfig
+    height: int
+    width: int
+    runs: int
+    proposals: int  # ROIs per image at test time
+
+
+SCALES = {
+    "lab": Scale(CPU_MODEL, 320, 320, runs=5, proposals=CPU_MODEL.rpn.test.post_nms_top_n),  # 300
+    "r50": Scale(dataclasses.replace(GPU_MODEL, min_size=800, max_size=1333), 800, 1216, runs=3, proposals=1000),
+}
+
+
+def build_models(config: DetectorConfig, proposals: int, device: str, seed: int = 0) -> dict[str, FPNDetector]:
+    """{"fpn": the config's FPN, "c4_res5": its C4 + conv5 variant}, random weights from one seed, eval mode,
+    both RPNs without NMS and keeping `proposals` per image."""
+    test = {"pre_nms_top_n": max(config.rpn.test.pre_nms_top_n, proposals), "post_nms_top_n": proposals}
+    base = update(config, {"rpn": {"nms_thresh": 1.0, "test": test}})
+    models = {}
+    for name in MODELS:
+        torch.manual_seed(seed)
+        models[name] = FPNDetector(VARIANTS[name].apply(base)).to(device).eval()
+    return models
+
+
+def make_images(scale: Scale, count: int, seed: int, device: str) -> list[Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(3, scale.height, scale.width, generator=g).to(device) for _ in range(count)]
+
+
+# --- measuring ------------------------------------------------------------------------------------------
+
+
+def synchronize(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+@contextlib.contextmanager
+def stage_clock(model: nn.Module, device: str) -> Iterator[dict[str, Any]]:
+    """Seconds spent in each of STAGES and HEAD, summed over calls, and the box head's inputs' shapes."""
+    seen: dict[str, Any] = {"seconds": collections.defaultdict(float), "pooled": []}
+    started: dict[str, float] = {}
+
+    def start(name: str) -> Callable[..., None]:
+        def hook(_module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+            synchronize(device)
+            started[name] = time.perf_counter()
+            if name == HEAD[0]:
+                seen["pooled"].append(tuple(inputs[0].shape))  # (R, C, S, S)
+
+        return hook
+
+    def stop(name: str) -> Callable[..., None]:
+        def hook(*_: Any) -> None:
+            synchronize(device)
+            seen["seconds"][name] += time.perf_counter() - started[name]
+
+        return hook
+
+    modules = {name: model.get_submodule(name) for name in STAGES + HEAD}
+    handles = [m.register_forward_pre_hook(start(name)) for name, m in modules.items()]
+    handles += [m.register_forward_hook(stop(name)) for name, m in modules.items()]
+    try:
+        yield seen
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def head_flops(model: FPNDetector, pooled_shape: tuple[int, ...]) -> int:
+    """FLOPs of the box head and the class and box layers on one pooled ROI of shape pooled_shape[1:]."""
+    one = torch.zeros(1, *pooled_shape[1:], device=next(model.parameters()).device)
+    with FlopCounterMode(display=False) as counter:
+        model.roi_heads.predictor(model.roi_heads.box_head(one))
+    return counter.get_total_flops()
+
+
+@torch.inference_mode()
+def measure(model: FPNDetector, images: list[Tensor], warmup: int, device: str) -> dict[str, float]:
+    """One image at a time, the first `warmup` untimed: mean ms per image in each stage, in the box head and
+    in all; ROIs per image; the box head's FLOPs per ROI."""
+    for image in images[:warmup]:
+        model([image])
+    total, timed = 0.0, images[warmup:]
+    with stage_clock(model, device) as seen:
+        for image in timed:
+            synchronize(device)
+            start = time.perf_counter()
+            model([image])
+            synchronize(device)
+            total += time.perf_counter() - start
+    n, seconds = len(timed), seen["seconds"]
+    result = {f"{name}_ms": 1000 * seconds[name] / n for name in STAGES}
+    result["head_ms"] = 1000 * sum(seconds[name] for name in HEAD) / n
+    result["total_ms"] = 1000 * total / n
+    result["rois"] = sum(shape[0] for shape in seen["pooled"]) / n
+    result["head_flops"] = head_flops(model, seen["pooled"][0])
+    return result
+
+
+# --- the table ------------------------------------------------------------------------------------------
+
+ROWS = (  # (label, key in table_rows' figures, decimals)
+    ("backbone ms", "backbone_ms", 2),
+    ("neck ms", "neck_ms", 2),
+    ("rpn ms", "rpn_ms", 2),
+    ("roi_heads ms", "roi_heads_ms", 2),
+    ("  box head ms", "head_ms", 2),
+    ("other ms", "other_ms", 2),
+    ("total ms/image", "total_ms", 2),
+    ("ROIs/image", "rois", 0),
+    ("head ms/ROI", "head_ms_per_roi", 4),
+    ("head MFLOPs/ROI", "head_mflops", 2),
+)
+
+
+def figures(measured: dict[str, float]) -> dict[str, float]:
+    """A model's measured figures with the derived ones: other ms, head ms per ROI, head MFLOPs per ROI."""
+    other = measured["total_ms"] - sum(measured[f"{name}_ms"] for name in STAGES)
+    per_roi = measured["head_ms"] / measured["rois"] if measured["rois"] else float("nan")
+    return {**measured, "other_ms": other, "head_ms_per_roi": per_roi, "head_mflops": measured["head_flops"] / 1e6}
+
+
+def table_rows(measured: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """[{"metric", "fpn", "c4_res5", "ratio"}] in ROWS order; ratio = c4_res5 / fpn (None when fpn's is 0)."""
+    fpn, c4 = figures(measured["fpn"]), figures(measured["c4_res5"])
+    return [
+        {"metric": label, "fpn": fpn[key], "c4_res5": c4[key], "ratio": c4[key] / fpn[key] if fpn[key] else None}
+        for label, key, _ in ROWS
+    ]
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    decimals = {label: d for label, _, d in ROWS}
+    lines = [f"{'':<17}{MODELS['fpn']:>12}{MODELS['c4_res5']:>12}{'C4 / FPN':>10}"]
+    for r in rows:
+        d = decimals[r["metric"]]
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        lines.append(f"{r['metric']:<17}{r['fpn']:>12.{d}f}{r['c4_res5']:>12.{d}f}{ratio:>10}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=list(SCALES), default="lab")
+    parser.add_argument("--runs", type=int, default=None, help="timed images per model (default: lab 5, r50 3)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed images first (default 1)")
+    parser.add_argument("--proposals", type=int, default=None, help="ROIs per image (default: lab 300, r50 1000)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save", action="store_true", help="write results/head_speed[_lab].json")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    scale = SCALES[args.scale]
+    runs, proposals = args.runs or scale.runs, args.proposals or scale.proposals
+    if runs < 1 or proposals < 1 or args.warmup < 0:
+        parser.error("--runs and --proposals must be >= 1, --warmup >= 0")
+    models = build_models(scale.model, proposals, args.device, args.seed)
+    images = make_images(scale, args.warmup + runs, args.seed + 1, args.device)
+    print(
+        f"{args.scale}: {scale.model.backbone} at {scale.height}x{scale.width}, {proposals} proposals/image, "
+        f"{runs} runs after {args.warmup} warm-up, {args.device}, {torch.get_num_threads()} CPU threads"
+    )
+    measured = {name: measure(model, images, args.warmup, args.device) for name, model in models.items()}
+    rows = table_rows(measured)
+    print(format_table(rows))
+    settings = {**vars(args), "runs": runs, "proposals": proposals, "height": scale.height, "width": scale.width}
+    record = {"settings": settings, "rows": rows, "measured": measured}
+    if args.save:
+        name = "head_speed" if args.scale == "r50" else f"head_speed_{args.scale}"
+        command = shlex.join(["python", "benchmarks/head_speed.py", *(sys.argv[1:] if argv is None else argv)])
+        print(f"wrote {write_result(name, record, device=args.device, command=command)}")
+    return record
+
+
+if __name__ == "__main__":
+    main()
