@@ -273,7 +273,7 @@ CASES: list[tuple[str, Callable[[Path], object], list[str], str]] = [
         "a typo in a nested setting",
         lambda d: None,
         ["train", "--set", "model.box.nms_tresh=0.4"],
-        "unknown setting TrainConfig.model.box.nms_tresh; known: representation_size",
+        "unknown setting TrainConfig.model.box.nms_tresh; known: head, representation_size",
     ),
 ]
 
