@@ -75,10 +75,21 @@ def browser() -> Iterator[object]:
         instance.close()
 
 
+def render_every_cell(user_settings: Path) -> None:
+    """The test user's notebook setting windowingMode = "none": every cell stays in the page.
+
+    JupyterLab 4 renders only the cells near the view and re-creates a widget's view when it scrolls back
+    in, so a check that reads a widget far above the last cell could read a view being rebuilt (empty)."""
+    tracker = user_settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True, exist_ok=True)
+    tracker.write_text(json.dumps({"windowingMode": "none"}))
+
+
 @contextmanager
 def jupyterlab(root: Path, served: Path) -> Iterator[str]:
     """A JupyterLab server over the folder `served`, its settings and runtime files under `root`; yields its URL."""
     settings = install_lab_settings(root / "app")  # the overrides `make lab` installs, in a private folder
+    render_every_cell(root / "settings")
     env = {
         **os.environ,
         "JUPYTER_CONFIG_DIR": str(root / "config"),

@@ -143,9 +143,9 @@ def eq1_level(width: float, height: float, canonical: float, k0: int = 4) -> int
 def level_explorer_of_05(page: Page) -> None:
     """Width/height by keyboard and by typing, the canonical size, the comparison dropdown: Eq. 1's level."""
     readout = slider(page, "canonical size").locator(".widget-readout")
-    readout.scroll_into_view_if_needed()  # the widget sits far above the last cell: JupyterLab renders it on view
-    expect(readout).to_have_text(re.compile(r"\d"), timeout=60_000)
-    canonical = float(readout.inner_text())
+    readout.scroll_into_view_if_needed()
+    expect(readout).to_have_text(re.compile(r"^\s*\d+(\.\d+)?\s*$"), timeout=60_000)
+    canonical = float(readout.text_content())
     assert canonical == pytest.approx(224 * 320 / 800)  # the detector's own, at its 320 px input
     dropdown = page.locator(".widget-dropdown select").last
     selected = dropdown.evaluate("s => s.options[s.selectedIndex].text").replace("\xa0", " ")  # widgets use nbsp
