@@ -50,6 +50,7 @@ checkpoint: $(VENV)/.test-installed
 notebook-runs: $(VENV)/.test-installed
 	$(BIN)/python -m fpnlab.teaching.notebook_runs 07
 	$(BIN)/python -m fpnlab.teaching.notebook_runs 08
+	$(BIN)/python -m fpnlab.teaching.notebook_runs 08-table3
 
 # The expected text of the notebooks' checked cells (notebooks/expected/), after changing one of them.
 notebook-outputs: $(VENV)/.test-installed

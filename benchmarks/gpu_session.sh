@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu_session.sh bench      # detector_speed.py + profile_step.py          (~3 min)
 #   bash benchmarks/gpu_session.sh rpn        # Table 1: six RPN variants, seed 0             (<= 10 min)
 #   bash benchmarks/gpu_session.sh rpn-seeds  # leftovers, then seeds 1, 2 of the main three    (<= 10 min)
-#   bash benchmarks/gpu_session.sh detector   # Tables 2-3: c4, c5, fpn as Faster R-CNN       (<= 10 min)
+#   bash benchmarks/gpu_session.sh detector   # Table 3: c4_res5, c5, fpn as Faster R-CNN     (<= 10 min)
 #
 # Results are written straight into $OUT (so a call cut short still returns what it finished). An
 # ablation record copied from an earlier call into results/ is continued, not redone.
@@ -41,6 +41,6 @@ case "$step" in
     rpn-seeds)  # whatever `rpn` left pending, then seeds 1 and 2 of the main comparison
         ablate rpn "$ROWS" 0
         if [ "$SECONDS" -lt $((BUDGET_S - 120)) ]; then ablate rpn fpn,no_top_down,no_lateral 0,1,2; fi ;;
-    detector) ablate detector c4,c5,fpn 0 ;;
+    detector) ablate detector c4_res5,c5,fpn 0 ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
 esac

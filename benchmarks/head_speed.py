@@ -3,8 +3,9 @@ baseline with the conv5 head (FPN paper Table 3 row a), on the same backbone, im
 
     python benchmarks/head_speed.py --scale lab            # the cpu preset's ResNet-tiny model at 320 px
     python benchmarks/head_speed.py --scale r50            # ResNet-50 at 800 px, 3 runs (a GPU; slow on a CPU)
-    python benchmarks/head_speed.py --scale lab --save     # also write results/head_speed_lab.json
-                                                           # (results/head_speed.json for --scale r50)
+    python benchmarks/head_speed.py --scale lab --save     # also write results/head_speed_lab_cpu.json
+                                                           # (head_speed_<scale>_<device type>.json: a GPU's
+                                                           # run never replaces the CPU's)
 
 Both detectors are built with random weights from one config, the C4 one through the ablation variant
 c4_res5, with the same seed: the same backbone weights up to C4, and everything shared but the neck and the
@@ -20,7 +21,7 @@ over --runs images after --warmup untimed ones, one model after the other:
     per ROI                          box head ms / ROIs, and the FLOPs of the box head for one ROI
                                      (torch.utils.flop_counter: 2 per multiply-add of convs and linear layers)
 
-The last column is C4 + conv5 / FPN.
+The last column is C4 + conv5 / FPN (the table: fpnlab.ablation.speed, which notebook 08 reads the record with).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from fpnlab.ablation.speed import MODELS, STAGES, format_table, table_rows
 from fpnlab.ablation.variants import VARIANTS
 from fpnlab.engine.presets import CPU_MODEL, GPU_MODEL
 from fpnlab.model.config import DetectorConfig
@@ -46,8 +48,6 @@ from fpnlab.model.detector import FPNDetector
 from fpnlab.overrides import update
 from fpnlab.results import write_result
 
-MODELS = {"fpn": "FPN 2fc", "c4_res5": "C4 + conv5"}  # name -> column title; the ratio is the second / the first
-STAGES = ("backbone", "neck", "rpn", "roi_heads")  # the detector's submodules timed
 HEAD = ("roi_heads.box_head", "roi_heads.predictor")  # the head proper, inside roi_heads
 
 
@@ -154,48 +154,6 @@ def measure(model: FPNDetector, images: list[Tensor], warmup: int, device: str) 
     return result
 
 
-# --- the table ------------------------------------------------------------------------------------------
-
-ROWS = (  # (label, key in table_rows' figures, decimals)
-    ("backbone ms", "backbone_ms", 2),
-    ("neck ms", "neck_ms", 2),
-    ("rpn ms", "rpn_ms", 2),
-    ("roi_heads ms", "roi_heads_ms", 2),
-    ("  box head ms", "head_ms", 2),
-    ("other ms", "other_ms", 2),
-    ("total ms/image", "total_ms", 2),
-    ("ROIs/image", "rois", 0),
-    ("head ms/ROI", "head_ms_per_roi", 4),
-    ("head MFLOPs/ROI", "head_mflops", 2),
-)
-
-
-def figures(measured: dict[str, float]) -> dict[str, float]:
-    """A model's measured figures with the derived ones: other ms, head ms per ROI, head MFLOPs per ROI."""
-    other = measured["total_ms"] - sum(measured[f"{name}_ms"] for name in STAGES)
-    per_roi = measured["head_ms"] / measured["rois"] if measured["rois"] else float("nan")
-    return {**measured, "other_ms": other, "head_ms_per_roi": per_roi, "head_mflops": measured["head_flops"] / 1e6}
-
-
-def table_rows(measured: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
-    """[{"metric", "fpn", "c4_res5", "ratio"}] in ROWS order; ratio = c4_res5 / fpn (None when fpn's is 0)."""
-    fpn, c4 = figures(measured["fpn"]), figures(measured["c4_res5"])
-    return [
-        {"metric": label, "fpn": fpn[key], "c4_res5": c4[key], "ratio": c4[key] / fpn[key] if fpn[key] else None}
-        for label, key, _ in ROWS
-    ]
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    decimals = {label: d for label, _, d in ROWS}
-    lines = [f"{'':<17}{MODELS['fpn']:>12}{MODELS['c4_res5']:>12}{'C4 / FPN':>10}"]
-    for r in rows:
-        d = decimals[r["metric"]]
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
-        lines.append(f"{r['metric']:<17}{r['fpn']:>12.{d}f}{r['c4_res5']:>12.{d}f}{ratio:>10}")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=list(SCALES), default="lab")
@@ -205,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--save", action="store_true", help="write results/head_speed[_lab].json")
+    parser.add_argument("--save", action="store_true", help="write results/head_speed_<scale>_<cpu|cuda>.json")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -225,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     settings = {**vars(args), "runs": runs, "proposals": proposals, "height": scale.height, "width": scale.width}
     record = {"settings": settings, "rows": rows, "measured": measured}
     if args.save:
-        name = "head_speed" if args.scale == "r50" else f"head_speed_{args.scale}"
+        name = f"head_speed_{args.scale}_{torch.device(args.device).type}"
         command = shlex.join(["python", "benchmarks/head_speed.py", *(sys.argv[1:] if argv is None else argv)])
         print(f"wrote {write_result(name, record, device=args.device, command=command)}")
     return record

@@ -9,7 +9,7 @@ import pytest
 
 import fpnlab.ablation.runner as ablation
 from fpnlab.ablation.paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3
-from fpnlab.ablation.report import compare, load_ablation, mean_std, summarize
+from fpnlab.ablation.report import compare, compare_rows, load_ablation, mean_std, run_means, summarize
 from fpnlab.ablation.runner import run_ablation, variant_config
 from fpnlab.ablation.variants import STAGES, VARIANTS
 from fpnlab.cli import main as cli
@@ -64,6 +64,27 @@ def test_a_difference_within_the_spread_is_no_difference():
     assert compare([0.50, 0.51, 0.53], [0.60, 0.61, 0.62])["verdict"] == "lower"
     assert compare([0.6], [0.5, 0.52])["verdict"] == "unknown spread"  # one seed: no spread to judge by
     assert compare([-1.0, -1.0], [0.5, 0.6])["verdict"] == "not measured"  # -1: no objects of that size
+
+
+def test_two_rows_of_a_record_are_compared_and_per_run_figures_averaged():
+    record = {
+        "runs": [
+            {"variant": v, "seed": seed, "metrics": {"AP": ap}, "final_loss": loss, "train_s": t}
+            for v, seed, ap, loss, t in (
+                ("c5", 0, 0.057, 1.1, 190.0),
+                ("c4_res5", 0, 0.032, 1.4, 950.0),
+                ("c5", 1, 0.059, 1.3, 200.0),
+                ("c4_res5", 1, 0.036, 1.5, 910.0),
+            )
+        ]
+    }
+    c = compare_rows(record, "c5", "c4_res5", "AP")  # (0.057 + 0.059) / 2 - (0.032 + 0.036) / 2 = 0.024
+    assert c["delta"] == pytest.approx(0.024) and c["spread"] == pytest.approx(0.004 / math.sqrt(2))
+    assert c["verdict"] == "higher" and compare_rows(record, "c4_res5", "c5", "AP")["verdict"] == "lower"
+    means = run_means(record, ("final_loss", "train_s"))
+    assert list(means) == ["c5", "c4_res5"]  # in the order the runs came
+    assert means["c5"] == {"final_loss": pytest.approx(1.2), "train_s": 195.0}
+    assert means["c4_res5"] == {"final_loss": pytest.approx(1.45), "train_s": 930.0}
 
 
 def test_mean_std_ignores_missing_sizes_and_summarize_groups_by_variant():

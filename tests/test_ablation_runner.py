@@ -133,8 +133,23 @@ def test_a_record_names_what_each_variant_changes_and_the_shared_schedule():
     }
     c4 = variant_changes(base, "c4")
     assert c4["neck"] == "c4" and c4["rpn"]["test"]["pre_nms_top_n"] == 4000
-    cpu = ablation.base_config("detector", "cpu", {})  # the CPU ablation schedule on top of the cpu preset
-    assert (cpu.iterations, cpu.warmup_iterations, cpu.eval_at_end, cpu.model.rpn_only) == (300, 30, False, False)
+    cpu = ablation.base_config("rpn", "cpu", {})  # the CPU ablation schedule on top of the cpu preset
+    assert (cpu.iterations, cpu.warmup_iterations, cpu.eval_at_end, cpu.model.rpn_only) == (300, 30, False, True)
+    assert cpu.model.box.batch_size_per_image == 128  # the cpu preset's
+    table3 = ablation.base_config("detector", "cpu", {})  # the detector stage's own: Table 3's schedule
+    assert (table3.iterations, table3.warmup_iterations, table3.eval_at_end, table3.model.rpn_only) == (
+        1200,
+        100,
+        False,
+        False,
+    )
+    assert (table3.model.box.batch_size_per_image, table3.model.box.positive_fraction, table3.lr) == (64, 0.25, 0.03)
+    shorter = ablation.base_config("detector", "cpu", {"iterations": 600, "model": {"box": {"fg_iou_thresh": 0.6}}})
+    assert (shorter.iterations, shorter.model.box.batch_size_per_image, shorter.model.box.fg_iou_thresh) == (
+        600,
+        64,
+        0.6,
+    )  # overrides go on top of the stage's schedule, which keeps the rest
     colab = ablation.base_config("rpn", "colab", {})  # Colab's T4: a quarter of the gpu schedule's 500 x 16 images
     assert (colab.iterations * colab.batch_size, colab.max_val_images, colab.model.backbone) == (2000, 150, "resnet50")
     schedule = schedule_of(base)

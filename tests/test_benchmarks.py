@@ -17,6 +17,7 @@ from types import ModuleType
 
 import pytest
 
+from fpnlab.ablation import speed
 from fpnlab.engine.presets import PRESETS
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -105,8 +106,7 @@ C4 = dict(backbone_ms=15, neck_ms=1, rpn_ms=9, roi_heads_ms=120, head_ms=100, to
 
 
 def test_head_speed_table_derives_other_time_and_cost_per_roi_and_divides_c4_by_fpn():
-    head_speed = load_benchmark("head_speed")
-    rows = head_speed.table_rows({"fpn": FPN, "c4_res5": C4})
+    rows = speed.table_rows({"fpn": FPN, "c4_res5": C4})
     table = {r["metric"].strip(): (r["fpn"], r["c4_res5"], r["ratio"]) for r in rows}
     assert table["total ms/image"] == (50, 150, 3.0)
     assert table["box head ms"] == (3, 100, pytest.approx(100 / 3))
@@ -114,12 +114,19 @@ def test_head_speed_table_derives_other_time_and_cost_per_roi_and_divides_c4_by_
     assert table["head ms/ROI"] == (pytest.approx(0.01), pytest.approx(0.4), pytest.approx(40))  # 3/300, 100/250
     assert table["head MFLOPs/ROI"] == (2.0, 90.0, 45.0)
     assert table["ROIs/image"] == (300, 250, pytest.approx(250 / 300))
-    lines = head_speed.format_table(rows).splitlines()
+    lines = speed.format_table(rows).splitlines()
     assert len(lines) == 11 and lines[0].split() == ["FPN", "2fc", "C4", "+", "conv5", "C4", "/", "FPN"]
     assert "total ms/image          50.00      150.00      3.00" in lines
     assert "head ms/ROI            0.0100      0.4000     40.00" in lines
-    still = head_speed.table_rows({"fpn": {**FPN, "neck_ms": 0}, "c4_res5": C4})
-    assert still[1]["ratio"] is None and head_speed.format_table(still).splitlines()[2].endswith(" -")
+    still = speed.table_rows({"fpn": {**FPN, "neck_ms": 0}, "c4_res5": C4})
+    assert still[1]["ratio"] is None and speed.format_table(still).splitlines()[2].endswith(" -")
+
+
+def test_the_notebook_reads_the_slowest_stage_and_the_ratio_from_a_record():
+    record = {"measured": {"fpn": FPN, "c4_res5": C4}}
+    assert speed.slowest_stage(record, "c4_res5") == "roi_heads"  # 120 ms of 15, 1, 9, 120
+    assert speed.slowest_stage(record, "fpn") == "backbone"  # 20 ms of 20, 5, 10, 8
+    assert speed.total_ratio(record) == 3.0  # 150 / 50
 
 
 def test_head_speed_measures_both_heads_on_a_tiny_model_with_one_run():
@@ -130,9 +137,9 @@ def test_head_speed_measures_both_heads_on_a_tiny_model_with_one_run():
     measured = {name: head_speed.measure(model, images, warmup=0, device="cpu") for name, model in models.items()}
     assert list(models["c4_res5"].backbone.out_channels) == ["c2", "c3", "c4"]  # conv5 runs in the head only
     for figures in measured.values():
-        assert set(figures) == {f"{s}_ms" for s in head_speed.STAGES} | {"head_ms", "total_ms", "rois", "head_flops"}
+        assert set(figures) == {f"{s}_ms" for s in speed.STAGES} | {"head_ms", "total_ms", "rois", "head_flops"}
         assert figures["rois"] == 20  # no RPN NMS: exactly the proposals asked for
     # 2fc: 2 x (32*49*64 + 64*64 + 64*91 + 64*364) = 267,136 FLOPs per ROI (fc6, fc7, class and box layers);
     # conv5 on 128 x 14 x 14: 2 x 49 x (128*256*9 + 256*256*9 + 128*256) + 2 x 256 x 455 = 90,148,352.
     assert (measured["fpn"]["head_flops"], measured["c4_res5"]["head_flops"]) == (267_136, 90_148_352)
-    assert len(head_speed.table_rows(measured)) == len(head_speed.ROWS)
+    assert len(speed.table_rows(measured)) == len(speed.ROWS)

@@ -90,10 +90,21 @@ def record_verdict(record_name: str, variant: str, metric: str) -> str:
         ("08.top_down_2x", "ablation_rpn_cpu", "no_top_down", "AR_s@1000"),
         ("08.top_down_1x", "ablation_rpn_cpu_1x", "no_top_down", "AR_s@1000"),
         ("08.c4_large", "ablation_rpn_cpu", "c4", "AR_l@1000"),
+        ("08.t3_small", "ablation_detector_cpu", "c5", "AP_s"),
+        ("08.t3_c4", "ablation_detector_cpu", "c4_res5", "AP"),
     ],
 )
 def test_answers_read_from_records_follow_the_rule_worked_out_here(name, record, variant, metric):
     assert QUESTIONS[name].answer() == record_verdict(record, variant, metric)
+
+
+def test_the_speed_answers_are_read_from_the_benchmark_records():
+    lab = json.loads((ROOT / "results" / "head_speed_lab_cpu.json").read_text())["measured"]["c4_res5"]
+    stages = {name: lab[f"{name}_ms"] for name in ("backbone", "neck", "rpn", "roi_heads")}
+    assert QUESTIONS["08.speed_stage"].answer() == max(stages, key=stages.get)
+    r50 = json.loads((ROOT / "results" / "head_speed_r50_cpu.json").read_text())["measured"]
+    ratio = r50["c4_res5"]["total_ms"] / r50["fpn"]["total_ms"]
+    assert QUESTIONS["08.speed_ratio"].answer() == ("larger" if ratio > 0.32 / 0.148 else "smaller")
 
 
 def test_row_f_trained_longer_is_judged_on_its_own_record():

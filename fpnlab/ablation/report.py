@@ -64,6 +64,21 @@ def metric_values(runs: list[dict[str, Any]], variant: str, metric: str) -> list
     return [run["metrics"][metric] for run in runs if run["variant"] == variant]
 
 
+def compare_rows(record: dict[str, Any], row: str, other: str, metric: str) -> dict[str, Any]:
+    """`compare` of two rows of a record on one metric: row minus other, its spread and verdict."""
+    runs = record["runs"]
+    return compare(metric_values(runs, row, metric), metric_values(runs, other, metric))
+
+
+def run_means(record: dict[str, Any], keys: Sequence[str]) -> dict[str, dict[str, float]]:
+    """{variant: {key: mean over its seeds}} of per-run figures such as "final_loss" or "train_s"."""
+    variants = dict.fromkeys(run["variant"] for run in record["runs"])
+    return {
+        v: {k: statistics.fmean(run[k] for run in record["runs"] if run["variant"] == v) for k in keys}
+        for v in variants
+    }
+
+
 def summarize(runs: list[dict[str, Any]], metrics: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
     """{variant: {metric: {"mean", "std", "n"}}} over the seeds of each variant, in VARIANTS order."""
     present = [v for v in VARIANTS if any(run["variant"] == v for run in runs)]

@@ -55,6 +55,17 @@ ABLATION_SCHEDULES: dict[str, dict[str, Any]] = {
     "colab": dict(iterations=250, warmup_iterations=50, max_val_images=150, checkpoint_every=250, log_every=10),
     "cpu": dict(iterations=300, warmup_iterations=30, checkpoint_every=300),
 }
+# A stage's own schedule, on top of the one above. cpu detector (Table 3): 300 iterations leave every
+# detector's AP@0.5 near zero; the cpu preset's own 1200 (12 epochs of shapes-mini) is where notebook 07's FPN
+# detects (results/notebook07_default.json). Row (a)'s conv5 head costs ~45x the 2fc head's FLOPs per ROI
+# (results/head_speed_lab_cpu.json), so every row samples 64 ROIs per image instead of the preset's 128: row (a)
+# then trains in ~16 min on one core (results/ablation_detector_cpu.json) instead of the ~32 that 128 ROIs
+# took per 1200 iterations, and the 3-seed record of rows (a)-(c) takes ~40 min with two jobs.
+STAGE_SCHEDULES: dict[tuple[str, str], dict[str, Any]] = {
+    ("detector", "cpu"): dict(
+        iterations=1200, warmup_iterations=100, checkpoint_every=1200, model={"box": {"batch_size_per_image": 64}}
+    ),
+}
 EVALUATORS = {"rpn": proposal_recall, "detector": coco_metrics}
 
 
@@ -63,7 +74,8 @@ EVALUATORS = {"rpn": proposal_recall, "detector": coco_metrics}
 
 def base_config(stage: str, preset: str, overrides: dict[str, Any]) -> TrainConfig:
     """The TrainConfig every variant of `stage` shares: preset, ablation schedule, stage model, overrides."""
-    cfg = get_preset(preset, **ABLATION_SCHEDULES.get(preset, {}), eval_at_end=False)
+    schedule = {**ABLATION_SCHEDULES.get(preset, {}), **STAGE_SCHEDULES.get((stage, preset), {})}
+    cfg = get_preset(preset, **schedule, eval_at_end=False)
     cfg = update(dataclasses.replace(cfg, model=STAGES[stage].model(cfg.model)), overrides)
     if cfg.model.rpn_only != (stage == "rpn"):
         raise FpnlabError(
@@ -193,7 +205,7 @@ def run_ablation(
 ) -> dict[str, Any]:
     """Train and score every (variant, seed) of `stage` on one schedule; return the record.
 
-    overrides: TrainConfig fields on top of the preset and ABLATION_SCHEDULES (model={...} for detector
+    overrides: TrainConfig fields on top of the preset, ABLATION_SCHEDULES and STAGE_SCHEDULES (model={...} for detector
     settings shared by all variants). With `out`, the record is written to out/<name>.json after every
     run and, when `resume`, the runs already there (same schedule) are kept, not redone. `runs_dir`
     keeps each run's folder (a run cut short resumes); `time_budget_s` starts no run that would likely

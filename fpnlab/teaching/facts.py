@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from fpnlab.ablation.report import compare, metric_values
+from fpnlab.ablation.report import compare_rows, metric_values
 from fpnlab.data import CocoDetection, load_split
 from fpnlab.data.coco import size_bucket_shares
 from fpnlab.engine.demo import demo_model
@@ -214,21 +214,22 @@ def weakest_bucket(count: int = 120) -> str:
     return min(stats, key=lambda name: stats[name]["recall"])
 
 
-def record_verdict(name: str, variant: str, metric: str, reference: str = "fpn") -> str:
-    """The stored ablation record's verdict on `reference` minus `variant`: "higher", "lower" or "no difference"."""
+def stored(name: str) -> dict[str, Any]:
+    """The record results/<name>.json; FpnlabError naming it when it is missing."""
     record = read_result(name)
     if record is None:
         raise FpnlabError(f"results/{name}.json is missing; its notebook says which command makes it.")
-    runs = record["runs"]
-    return compare(metric_values(runs, reference, metric), metric_values(runs, variant, metric))["verdict"]
+    return record
+
+
+def record_verdict(name: str, variant: str, metric: str, reference: str = "fpn") -> str:
+    """The stored ablation record's verdict on `reference` minus `variant`: "higher", "lower" or "no difference"."""
+    return compare_rows(stored(name), reference, variant, metric)["verdict"]
 
 
 def record_mean(name: str, variant: str, metric: str) -> float:
     """The mean over seeds of `metric` for `variant` in a stored ablation record."""
-    record = read_result(name)
-    if record is None:
-        raise FpnlabError(f"results/{name}.json is missing; its notebook says which command makes it.")
-    values = metric_values(record["runs"], variant, metric)
+    values = metric_values(stored(name)["runs"], variant, metric)
     return sum(values) / len(values)
 
 

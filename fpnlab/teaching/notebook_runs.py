@@ -3,6 +3,7 @@ its own run should reach and how long it takes (`make notebook-runs`):
 
     python -m fpnlab.teaching.notebook_runs 07    # results/notebook07_default.json: the default training run
     python -m fpnlab.teaching.notebook_runs 08    # results/notebook08_rerun.json and notebook08_rerun_1x.json
+    python -m fpnlab.teaching.notebook_runs 08-table3   # results/notebook08_rerun_table3.json
 
 Each does exactly what the notebook's cells do with their default settings (the same functions, settings
 and seeds), timed on this machine, and records the load average, so a busy machine can be told apart.
@@ -32,6 +33,7 @@ from fpnlab.teaching import analysis
 
 NOTEBOOK07 = {"preset": "cpu", "max_val_images": 30, "seed": 0}  # notebook 07's settings cell
 NOTEBOOK08 = {"variants": ("fpn", "no_top_down", "no_lateral"), "seeds": (3, 4), "preset": "cpu", "jobs": 2}
+NOTEBOOK08_TABLE3 = {"variants": ("c5", "fpn"), "seeds": (3, 4), "preset": "cpu", "jobs": 2}  # Table 3's re-run
 AT_1X = {"model": {"min_size": 160, "max_size": 160, "anchor_sizes": (16, 32, 64, 128)}}  # the 1x control
 
 
@@ -84,6 +86,20 @@ def notebook08_rerun(at_1x: bool = False) -> dict[str, Any]:
     )
 
 
+def notebook08_table3() -> dict[str, Any]:
+    """Notebook 08's re-run of two rows of Table 3 (whole detectors), with its default rows, seeds and jobs."""
+    settings = NOTEBOOK08_TABLE3
+    return run_ablation(
+        "detector",
+        settings["variants"],
+        settings["seeds"],
+        settings["preset"],
+        jobs=settings["jobs"],
+        progress=None,
+        command=command("08-table3"),
+    )
+
+
 def command(which: str) -> str:
     """How a record of these runs is remade."""
     return f"make notebook-runs (python -m fpnlab.teaching.notebook_runs {which})"
@@ -95,8 +111,10 @@ def main(which: str) -> int:
     elif which == "08":
         for name, at_1x in (("notebook08_rerun", False), ("notebook08_rerun_1x", True)):
             print(f"wrote {write_result(name, notebook08_rerun(at_1x), command=command('08'))}")
+    elif which == "08-table3":
+        print(f"wrote {write_result('notebook08_rerun_table3', notebook08_table3(), command=command(which))}")
     else:
-        raise FpnlabError(f"which notebook's runs? 07 or 08, got {which!r}.")
+        raise FpnlabError(f"which notebook's runs? 07, 08 or 08-table3, got {which!r}.")
     return 0
 
 

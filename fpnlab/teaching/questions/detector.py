@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from fpnlab.ablation import speed
 from fpnlab.model.levels import continuous_level
 from fpnlab.teaching import facts
 from fpnlab.teaching.questions.question import (
@@ -17,6 +18,7 @@ from fpnlab.teaching.questions.question import (
     roi_pool_start,
 )
 
+SPEED_STAGES = speed.STAGES  # backbone, neck, rpn, roi_heads
 QUESTIONS: dict[str, Question] = {
     # --- 04: the RPN -----------------------------------------------------------------------------------
     "04.tx": Question(
@@ -238,5 +240,41 @@ QUESTIONS: dict[str, Question] = {
         "does a longer run change the share of positives each size gets?",
         choices=("yes", "no"),
         revealed_by='read_result("ablation_rpn_cpu_f4x")',
+    ),
+    "08.t3_small": Question(
+        "In the lab's Table 3 (whole detectors), FPN minus the C5 baseline on small objects (AP_s): higher, lower "
+        "or no difference?",
+        lambda: facts.record_verdict("ablation_detector_cpu", "c5", "AP_s"),
+        "{answer}: C5's one map has a stride of 32, coarser than the lab's small objects; FPN pools them from P2.",
+        "how many C5 cells does a 16 px object cover?",
+        choices=DIRECTIONS,
+        revealed_by='load_ablation("detector")',
+    ),
+    "08.t3_c4": Question(
+        "Over all sizes (AP), FPN minus the C4 baseline with the conv5 head: higher, lower or no difference?",
+        lambda: facts.record_verdict("ablation_detector_cpu", "c4_res5", "AP"),
+        "{answer}: the conv5 head is deep, but it sees every object on one stride-16 map.",
+        "the conv5 head is far deeper than the 2fc head; what does it lack that FPN has?",
+        choices=DIRECTIONS,
+        revealed_by='load_ablation("detector")',
+    ),
+    "08.speed_stage": Question(
+        "Per image at the lab's scale, where does the C4 + conv5 detector spend the most time: backbone, neck, "
+        "rpn or roi_heads?",
+        lambda: speed.slowest_stage(facts.stored("head_speed_lab_cpu"), "c4_res5"),
+        "{answer}: conv5 runs once per ROI, on a 14 x 14 map each, hundreds of times per image.",
+        "how many times per image does the conv5 head run?",
+        choices=SPEED_STAGES,
+        revealed_by="speed.format_table(",
+    ),
+    "08.speed_ratio": Question(
+        "With ResNet-50 at 800 px on this lab's CPU, is C4 + conv5's time per image divided by FPN's larger or "
+        "smaller than the paper's 0.32 s / 0.148 s = 2.2 on a GPU?",
+        lambda: "larger" if speed.total_ratio(facts.stored("head_speed_r50_cpu")) > 0.32 / 0.148 else "smaller",
+        "{answer}: on this CPU the conv5 head's FLOPs per image dwarf everything FPN adds; how much of that a GPU "
+        "hides, the lab's GPU record will show.",
+        "compare the heads' MFLOPs per ROI, times 1000 ROIs.",
+        choices=("larger", "smaller"),
+        revealed_by="speed.format_table(",
     ),
 }
