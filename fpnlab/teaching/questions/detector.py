@@ -245,7 +245,8 @@ QUESTIONS: dict[str, Question] = {
         "In the lab's Table 3 (whole detectors), FPN minus the C5 baseline on small objects (AP_s): higher, lower "
         "or no difference?",
         lambda: facts.record_verdict("ablation_detector_cpu", "c5", "AP_s"),
-        "{answer}: C5's one map has a stride of 32, coarser than the lab's small objects; FPN pools them from P2.",
+        "{answer}: C5's one map has a stride of 32, coarser than the lab's small objects; FPN pools them from P2 "
+        "or P3.",
         "how many C5 cells does a 16 px object cover?",
         choices=DIRECTIONS,
         revealed_by='load_ablation("detector")',
