@@ -204,6 +204,36 @@ def test_variant_names_records_and_candidate_pools():
         r"no_lateral, p2_only\.$",
     ):
         check_names("rpn", ["fpn", "p9"])
+    with pytest.raises(FpnlabError) as err:
+        check_names("rpn", ["fpn", "c4_res5", "c5"])  # the variant that is no row of the stage is named
+    assert str(err.value) == (
+        "ablation variant 'c4_res5' is not a row of the rpn stage; choose from c4, c5, fpn, no_top_down, "
+        "no_lateral, p2_only."
+    )
+    for variants, seeds, message in (
+        (
+            ["fpn", "c5", "fpn", "c5", "c4"],
+            [0],
+            "ablation variant c5, fpn is given more than once; name each variant "
+            "once (a repeated variant would count one run twice).",
+        ),
+        (
+            ["fpn"],
+            [2, 0, 2, 0, 1],
+            "ablation seed 0, 2 is given more than once; name each seed once (a repeated "
+            "seed would count one run twice).",
+        ),
+        (
+            ["fpn", "fpn"],
+            [3, 3, 3],
+            "ablation variant fpn is given more than once; name each variant once (a "
+            "repeated variant would count one run twice).",
+        ),
+    ):
+        with pytest.raises(FpnlabError) as err:
+            check_names("detector", variants, seeds)
+        assert str(err.value) == message
+    check_names("detector", ["c4_res5", "fpn"], [0, 1])  # each once: no error
     two = DetectorConfig(levels=("p2", "p3"), anchor_sizes=(32, 64))  # P2-only ranks as many as 2 levels
     assert VARIANTS["p2_only"].apply(two).rpn.test.pre_nms_top_n == 2 * two.rpn.test.pre_nms_top_n
     one = DetectorConfig(levels=("p2",), anchor_sizes=(32,))  # already one level: nothing to make up for

@@ -7,7 +7,7 @@ import torch
 from torchvision.ops.poolers import LevelMapper
 
 from fpnlab.errors import FpnlabError
-from fpnlab.model.levels import LEVEL_EPS, assign_levels, continuous_level, level_number
+from fpnlab.model.levels import LEVEL_EPS, assign_levels, continuous_level, known_level, level_number
 
 
 def square(side: float, x0: float = 0.0) -> list[float]:
@@ -80,3 +80,27 @@ def test_level_number_reads_the_level_from_the_name(name, k):
 def test_level_number_rejects_names_without_a_level(name):
     with pytest.raises(FpnlabError, match=f"like 'p2' or 'c4', got {name!r}"):
         level_number(name)
+
+
+def test_eq1_refuses_a_canonical_size_that_is_not_a_finite_positive_number():
+    for bad in (0, 0.0, -1.0, math.inf, math.nan, "224"):
+        with pytest.raises(FpnlabError) as caught:
+            continuous_level(224.0, 224.0, canonical_size=bad)
+        assert str(caught.value) == f"Eq. 1's canonical size must be a number > 0 (224 in the paper), got {bad!r}."
+    assert continuous_level(1.0, 1.0, canonical_size=0.5) == 5.0  # 4 + log2(1 / 0.5): any size > 0 will do
+
+
+def test_eq1_refuses_a_box_without_area_and_takes_any_box_with_one():
+    for w, h in ((0.0, 10.0), (10.0, 0.0), (-4.0, 10.0), (10.0, math.nan)):
+        with pytest.raises(FpnlabError) as caught:
+            continuous_level(w, h)
+        assert str(caught.value) == f"an ROI needs a width and a height > 0 for Eq. 1, got {w} x {h}."
+    assert continuous_level(0.5, 0.5) == 4 + math.log2(0.5 / 224)  # below one pixel: still a level
+
+
+def test_a_level_name_is_checked_against_the_models_levels():
+    assert known_level("p3", ["p2", "p3"]) == "p3"
+    for bad in ("p6", "P3", 3, None):
+        with pytest.raises(FpnlabError) as caught:
+            known_level(bad, ["p2", "p3"])
+        assert str(caught.value) == f"unknown pyramid level {bad!r}; this model has p2, p3."

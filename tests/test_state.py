@@ -135,3 +135,39 @@ def test_the_precision_line_says_what_and_why(gpu):
         "precision: bf16 autocast (NVIDIA H100 80GB HBM3, compute capability 9.0: native bf16, no loss scaling needed)"
     )
     assert precision_note(None, h100) == "precision: float32 (amp=False)"
+
+
+@pytest.mark.parametrize("done", [-1, 2.0, True, "3", None])
+def test_resume_refuses_an_iteration_that_is_not_a_whole_number(state, done):
+    checkpoint = state.checkpoint()
+    with pytest.raises(FpnlabError) as err:
+        state.restore({**checkpoint, "iteration": done}, "odd.pt")
+    assert str(err.value) == f"odd.pt is damaged: its iteration is {done!r}, not a whole number >= 0."
+    state.restore({**checkpoint, "iteration": 0}, "start.pt")  # 0 is a whole number: nothing trained yet
+    assert state.iteration == 0
+
+
+def test_resume_refuses_other_categories_and_takes_a_checkpoint_without_them(state):
+    checkpoint = state.checkpoint()
+    with pytest.raises(FpnlabError) as err:
+        state.restore({**checkpoint, "categories": ["circle", "star"]}, "shapes.pt")
+    assert str(err.value) == (
+        "shapes.pt was trained on the categories circle, star, but the training set now has circle, square; "
+        "start afresh in another --run-dir."
+    )
+    older = {k: v for k, v in checkpoint.items() if k != "categories"}  # made before checkpoints named them
+    state.restore({**older, "iteration": 3}, "older.pt")
+    assert state.iteration == 3
+
+
+def test_resume_names_damaged_training_state_in_one_sentence(state):
+    checkpoint = state.checkpoint()
+    param = state.optimizer.param_groups[0]["params"][0]
+    state.optimizer.state[param]["momentum_buffer"] = torch.zeros(2, 2)  # a buffer that fits no weight
+    damaged = {**checkpoint, "optimizer": state.optimizer.state_dict()}
+    with pytest.raises(FpnlabError) as err:
+        state.restore(damaged, "bad.pt")
+    assert str(err.value) == (
+        f"bad.pt holds damaged training state (ValueError: a momentum buffer of shape (2, 2) for a "
+        f"{tuple(param.shape)} weight); start afresh in another --run-dir, or restore the checkpoint from a copy."
+    )
