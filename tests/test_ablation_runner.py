@@ -112,6 +112,18 @@ def test_fresh_start_and_kept_run_folders(fake_runs, tmp_path):
     assert (tmp_path / "again.json").is_file()
 
 
+def test_a_record_made_before_a_setting_existed_holds_that_settings_default():
+    base = ablation.base_config("rpn", "cpu", {})
+    old = json.loads(json.dumps(schedule_of(base)))
+    del old["model"]["box"]["head"]  # records made before the conv5 head ran the only head there was: 2fc
+    assert ablation.same_schedule(old, base)
+    conv5 = ablation.base_config("rpn", "cpu", {"model": {"neck": "c4", "box": {"head": "res5"}}})
+    assert not ablation.same_schedule(old, conv5)  # a missing setting stands for its default, nothing else
+    del old["lr"]  # the cpu preset's lr 0.03 is not TrainConfig's default, so a record without it is another
+    assert not ablation.same_schedule(old, base)
+    assert not ablation.same_schedule(None, base) and not ablation.same_schedule([], base)
+
+
 def test_runner_refuses_bad_jobs_and_another_schedule(fake_runs, tmp_path):
     with pytest.raises(FpnlabError, match=r"^jobs must be >= 1, got 0\.$"):
         run_ablation("rpn", ["fpn"], preset="test", jobs=0, progress=None)

@@ -268,13 +268,28 @@ def run_line(run: dict[str, Any]) -> str:
     return f"{run['variant']} seed {run['seed']}: {metrics} ({run['wall_s']:.0f} s)"
 
 
+def same_schedule(stored: Any, base: TrainConfig) -> bool:
+    """Whether a record's schedule is `base`'s. A setting the record lacks was added to the lab after it was
+    made, and its runs ran that setting's default (the record before `model.box.head` ran the 2fc head)."""
+    return isinstance(stored, dict) and with_defaults(stored, schedule_of(TrainConfig())) == schedule_of(base)
+
+
+def with_defaults(stored: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """`stored` with every key it lacks taken from `defaults`, nested dicts alike."""
+    filled = {key: defaults[key] for key in defaults if key not in stored}
+    for key, value in stored.items():
+        nested = isinstance(value, dict) and isinstance(defaults.get(key), dict)
+        filled[key] = with_defaults(value, defaults[key]) if nested else value
+    return filled
+
+
 def previous_runs(
     record: dict[str, Any] | None, base: TrainConfig, folder: Path | None, name: str
 ) -> list[dict[str, Any]]:
     """The runs of an earlier record of the same schedule; FpnlabError if it holds another schedule."""
     if record is None:
         return []
-    if record.get("schedule") != schedule_of(base):
+    if not same_schedule(record.get("schedule"), base):
         raise FpnlabError(
             f"{folder / f'{name}.json'} holds runs of another schedule; pass --fresh to replace "
             "it, or --name to write a new record."

@@ -72,32 +72,11 @@ def measured(model: torch.nn.Module, val_set: Any, count: int) -> dict[str, Any]
     }
 
 
-def notebook08_rerun(at_1x: bool = False) -> dict[str, Any]:
-    """Notebook 08's re-run (its default variants, seeds and jobs), at the lab's 2x scale or the 1x control."""
-    return run_ablation(
-        "rpn",
-        NOTEBOOK08["variants"],
-        NOTEBOOK08["seeds"],
-        NOTEBOOK08["preset"],
-        jobs=NOTEBOOK08["jobs"],
-        progress=None,
-        command=command("08"),
-        **(AT_1X if at_1x else {}),
-    )
-
-
-def notebook08_table3() -> dict[str, Any]:
-    """Notebook 08's re-run of two rows of Table 3 (whole detectors), with its default rows, seeds and jobs."""
-    settings = NOTEBOOK08_TABLE3
-    return run_ablation(
-        "detector",
-        settings["variants"],
-        settings["seeds"],
-        settings["preset"],
-        jobs=settings["jobs"],
-        progress=None,
-        command=command("08-table3"),
-    )
+def notebook08_rerun(stage: str, settings: dict[str, Any], which: str, **overrides: Any) -> dict[str, Any]:
+    """One of notebook 08's re-runs with its default variants, seeds and jobs: Table 1's (stage "rpn", NOTEBOOK08,
+    at 2x or with AT_1X the 1x control) or Table 3's (stage "detector", NOTEBOOK08_TABLE3)."""
+    variants, seeds, preset, jobs = (settings[key] for key in ("variants", "seeds", "preset", "jobs"))
+    return run_ablation(stage, variants, seeds, preset, jobs=jobs, progress=None, command=command(which), **overrides)
 
 
 def command(which: str) -> str:
@@ -109,10 +88,12 @@ def main(which: str) -> int:
     if which == "07":
         print(f"wrote {write_result('notebook07_default', notebook07_default(), command=command('07'))}")
     elif which == "08":
-        for name, at_1x in (("notebook08_rerun", False), ("notebook08_rerun_1x", True)):
-            print(f"wrote {write_result(name, notebook08_rerun(at_1x), command=command('08'))}")
+        for name, overrides in (("notebook08_rerun", {}), ("notebook08_rerun_1x", AT_1X)):
+            record = notebook08_rerun("rpn", NOTEBOOK08, which, **overrides)
+            print(f"wrote {write_result(name, record, command=command(which))}")
     elif which == "08-table3":
-        print(f"wrote {write_result('notebook08_rerun_table3', notebook08_table3(), command=command(which))}")
+        record = notebook08_rerun("detector", NOTEBOOK08_TABLE3, which)
+        print(f"wrote {write_result('notebook08_rerun_table3', record, command=command(which))}")
     else:
         raise FpnlabError(f"which notebook's runs? 07, 08 or 08-table3, got {which!r}.")
     return 0

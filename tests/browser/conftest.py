@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from fpnlab.outputs import make_folder, write_atomic
 from fpnlab.teaching.jupyter_setup import install_lab_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,8 +82,8 @@ def render_every_cell(user_settings: Path) -> None:
     JupyterLab 4 renders only the cells near the view and re-creates a widget's view when it scrolls back
     in, so a check that reads a widget far above the last cell could read a view being rebuilt (empty)."""
     tracker = user_settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
-    tracker.parent.mkdir(parents=True, exist_ok=True)
-    tracker.write_text(json.dumps({"windowingMode": "none"}))
+    make_folder(tracker.parent, "JupyterLab user settings folder")
+    write_atomic(tracker, json.dumps({"windowingMode": "none"}), "JupyterLab notebook settings")
 
 
 @contextmanager

@@ -18,7 +18,6 @@ from fpnlab.teaching.questions.question import (
     roi_pool_start,
 )
 
-SPEED_STAGES = speed.STAGES  # backbone, neck, rpn, roi_heads
 QUESTIONS: dict[str, Question] = {
     # --- 04: the RPN -----------------------------------------------------------------------------------
     "04.tx": Question(
@@ -265,7 +264,7 @@ QUESTIONS: dict[str, Question] = {
         lambda: speed.slowest_stage(facts.stored("head_speed_lab_cpu"), "c4_res5"),
         "{answer}: conv5 runs once per ROI, on a 14 x 14 map each, hundreds of times per image.",
         "how many times per image does the conv5 head run?",
-        choices=SPEED_STAGES,
+        choices=speed.STAGES,
         revealed_by="speed.format_table(",
     ),
     "08.speed_ratio": Question(
