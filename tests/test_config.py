@@ -17,13 +17,14 @@ from fpnlab.model.config import (
     DetectorConfig,
     ProposalCounts,
     RoIConfig,
+    MaskHeadConfig,
     RPNConfig,
     upgrade_flat_layout,
 )
 from fpnlab.overrides import coerce, literal, parse_set, type_name, update
 
 
-@pytest.mark.parametrize("name", ["cpu", "gpu", "colab", "test", "demo"])
+@pytest.mark.parametrize("name", ["cpu", "gpu", "colab", "test", "demo", "demo_mask", "gpu_mask"])
 def test_every_preset_builds_a_valid_config_that_round_trips(name):
     cfg = get_preset(name)
     assert isinstance(cfg, TrainConfig) and isinstance(cfg.model, DetectorConfig)
@@ -34,7 +35,7 @@ def test_every_preset_builds_a_valid_config_that_round_trips(name):
 def test_presets_match_their_purpose():
     gpu = get_preset("gpu").model
     assert gpu.backbone == "resnet50" and 512 <= gpu.min_size <= 800
-    for name in ("cpu", "demo"):  # trainable from scratch on a CPU: a small net whose norm layers learn
+    for name in ("cpu", "demo", "demo_mask"):  # trainable from scratch on a CPU: a small net whose norm layers learn
         cfg = get_preset(name)
         assert cfg.dataset == "shapes-mini"
         assert cfg.model.backbone == "resnet_tiny" and cfg.model.norm in ("bn", "gn")
@@ -42,6 +43,12 @@ def test_presets_match_their_purpose():
         assert cfg.model.anchor_sizes == (32, 64, 128, 256) and cfg.model.levels == ("p2", "p3", "p4", "p5")
         assert cfg.model.canonical_size() == pytest.approx(224 * 320 / 800)  # Eq. 1 follows the input scale
     assert get_preset("test").iterations < get_preset("cpu").iterations < get_preset("demo").iterations
+    # the mask presets are their box presets with the mask head: nothing else differs
+    for masked, plain in (("demo_mask", "demo"), ("gpu_mask", "gpu")):
+        cfg = get_preset(masked)
+        assert cfg.model.mask.enabled and cfg.model.mask.mask_size() == 28
+        assert dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, mask=MaskHeadConfig())) == get_preset(plain)
+    assert get_preset("demo_mask").model.mask.conv_layers == (64,) * 4  # as wide as its 64-channel pyramid
     colab = get_preset("colab")  # the gpu preset's detector and data, for an eighth of its images (a T4's share)
     assert colab.model == gpu and colab.dataset == get_preset("gpu").dataset
     assert colab.iterations * colab.batch_size * 8 == get_preset("gpu").iterations * get_preset("gpu").batch_size
@@ -230,7 +237,7 @@ def test_warmup_may_last_from_zero_to_all_iterations():
 
 
 def test_unknown_preset_lists_the_presets():
-    with pytest.raises(FpnlabError, match=r"^unknown preset 'x'; choose one of cpu, demo, gpu, colab, test\.$"):
+    with pytest.raises(FpnlabError, match=r"^unknown preset 'x'; choose one of cpu, demo, demo_mask, gpu, colab, gpu_mask, test\.$"):
         get_preset("x")
 
 

@@ -80,9 +80,10 @@ def shapes_mini(progress: bool = True) -> DatasetPaths:
 
 
 def load_split(
-    dataset: str | Path = "shapes-mini", split: str = "train", transforms: Transform | None = None
+    dataset: str | Path = "shapes-mini", split: str = "train", transforms: Transform | None = None, masks: bool = False
 ) -> CocoDetection:
-    """A split of "shapes-mini", of "pennfudan" (after `fpnlab download pennfudan`) or of a dataset folder."""
+    """A split of "shapes-mini", of "pennfudan" (after `fpnlab download pennfudan`) or of a dataset folder;
+    `masks=True`: each target also holds its objects' masks (N, H, W)."""
     if dataset == "shapes-mini":
         paths = shapes_mini()
     elif dataset == "pennfudan":
@@ -97,4 +98,4 @@ def load_split(
             "holding train/, train.json, val/ and val.json (a synthetic one is made by "
             f"`fpnlab make-data --out {dataset}`)."
         )
-    return CocoDetection(*paths.split(split), transforms=transforms)
+    return CocoDetection(*paths.split(split), transforms=transforms, masks=masks)

@@ -4,7 +4,8 @@
 
     image  : float tensor (3, H, W) in [0, 1]
     target : boxes (N, 4) float32 xyxy pixels, labels (N,) int64 in 1..K (0 is background),
-             image_id int, area (N,) float32, iscrowd (N,) int64 (all 0)
+             image_id int, area (N,) float32, iscrowd (N,) int64 (all 0),
+             and with `masks=True` masks (N, H, W) uint8: 1 inside object n (its polygons or RLE)
 
 Design
 ------
@@ -33,8 +34,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torch import Tensor
 
@@ -205,10 +208,13 @@ class CocoDetection(torch.utils.data.Dataset):
     """Images and detection targets from a COCO JSON (`ann_file`) and an image folder (`image_dir`).
 
     `transforms(image, target)` runs after the image became a float tensor (see fpnlab.data.transforms).
+    `masks=True` adds each object's mask to its target (every kept annotation then needs a `segmentation`).
     """
 
-    def __init__(self, image_dir: str | Path, ann_file: str | Path, transforms: Transform | None = None):
-        self.image_dir, self.ann_file = Path(image_dir), Path(ann_file)
+    def __init__(
+        self, image_dir: str | Path, ann_file: str | Path, transforms: Transform | None = None, masks: bool = False
+    ):
+        self.image_dir, self.ann_file, self.masks = Path(image_dir), Path(ann_file), masks
         self.coco = _coco_index(read_coco_json(self.ann_file))
         if not self.image_dir.is_dir():
             raise DataError(f"image folder {self.image_dir} (for {self.ann_file}) does not exist.")
@@ -222,13 +228,14 @@ class CocoDetection(torch.utils.data.Dataset):
 
     def _build_targets(self, cat_to_label: dict[int, int]) -> dict[int, Target]:
         """Training targets per image id: crowd regions left out, degenerate boxes dropped (one warning)."""
-        targets, dropped = {}, 0
+        targets, dropped, self._annotations = {}, 0, {}
         for image_id in self.ids:
             anns = [a for a in self.coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
             xywh = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)  # (n, 4)
             keep = (xywh[:, 2] > 0) & (xywh[:, 3] > 0)
             dropped += int((~keep).sum())
             kept = [a for a, k in zip(anns, keep.tolist()) if k]
+            self._annotations[image_id] = kept  # in target order: masks are decoded from them on demand
             targets[image_id] = {
                 "boxes": xywh_to_xyxy(xywh[keep]),  # (N, 4)
                 "labels": torch.tensor([cat_to_label[a["category_id"]] for a in kept], dtype=torch.int64),
@@ -273,12 +280,43 @@ class CocoDetection(torch.utils.data.Dataset):
             if "image file" in str(err):
                 raise
             raise DataError(f"image file {self.image_dir / self.image_info(idx)['file_name']}: {err}.") from None
+        if self.masks:
+            target["masks"] = self.instance_masks(image_id, image.shape[-2:])
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target
 
+    def instance_masks(self, image_id: int, size: tuple[int, int]) -> Tensor:
+        """(N, H, W) uint8, one mask per object of the image's target, decoded from its polygons or RLE."""
+        annotations = self._annotations[image_id]
+        masks = [annotation_mask(a, size, self.ann_file) for a in annotations]
+        return torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, *size), dtype=torch.uint8)
+
     def __repr__(self) -> str:
         return f"CocoDetection({len(self)} images, {self.num_classes - 1} classes, ann_file={str(self.ann_file)!r})"
+
+
+def annotation_mask(ann: dict[str, Any], size: tuple[int, int], ann_file: Path) -> np.ndarray:
+    """One annotation's `segmentation` (polygons, RLE or uncompressed RLE) -> (H, W) uint8 mask; DataError
+    naming the file and annotation when it has none or pycocotools cannot read it."""
+    height, width = int(size[0]), int(size[1])
+    where = f"{ann_file}: annotation id {ann['id']}"
+    segmentation = ann.get("segmentation")
+    if not segmentation:
+        raise DataError(f"{where} has no 'segmentation', so it has no mask (masks=True needs one per object).")
+    try:
+        if isinstance(segmentation, list):  # polygons [[x1, y1, x2, y2, ...], ...]
+            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+        elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE
+            rle = mask_utils.frPyObjects(segmentation, height, width)
+        else:
+            rle = segmentation
+        mask = mask_utils.decode(rle)
+    except (TypeError, ValueError, AttributeError, IndexError) as err:
+        raise DataError(f"{where} has a 'segmentation' pycocotools cannot read ({err}).") from None
+    if mask.shape != (height, width):
+        raise DataError(f"{where} has a {mask.shape[1]}x{mask.shape[0]} mask on a {width}x{height} image.")
+    return mask.astype(np.uint8)
 
 
 def collate_fn(batch: list[tuple[Tensor, Target]]) -> tuple[list[Tensor], list[Target]]:

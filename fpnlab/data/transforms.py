@@ -1,7 +1,8 @@
 """Detection transforms: each takes and returns `(image, target)` and moves the boxes with the pixels.
 
 `image` is a float tensor (3, H, W) in [0, 1] (ToTensor makes one from a PIL image); `target["boxes"]` is
-(N, 4) xyxy in pixels. `target["area"]`, when present, is rescaled with the image.
+(N, 4) xyxy in pixels. `target["area"]`, when present, is rescaled with the image; `target["masks"]`
+((N, H, W) uint8), when present, is flipped and resized with it (nearest neighbour: masks stay 0 or 1).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class RandomHorizontalFlip:
             **target,
             "boxes": torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1),
         }
+        if "masks" in target:
+            target["masks"] = target["masks"].flip(-1)  # (N, H, W)
         return image.flip(-1), target
 
     def __repr__(self) -> str:
@@ -87,7 +90,15 @@ class ResizeShorterSide:
         target = {**target, "boxes": target["boxes"] * torch.tensor([sx, sy, sx, sy])}
         if "area" in target:
             target["area"] = target["area"] * (sx * sy)
+        if "masks" in target:
+            target["masks"] = resize_masks(target["masks"], (new_height, new_width))
         return image, target
 
     def __repr__(self) -> str:
         return f"ResizeShorterSide(min_size={self.min_size}, max_size={self.max_size})"
+
+
+def resize_masks(masks: Tensor, size: tuple[int, int]) -> Tensor:
+    """(N, H, W) uint8 masks -> (N, h, w), nearest neighbour (each output pixel copies the input pixel its
+    centre falls in), as torchvision resizes a target's masks."""
+    return F.interpolate(masks[:, None].float(), size=size)[:, 0].to(masks.dtype)

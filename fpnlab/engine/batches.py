@@ -114,9 +114,9 @@ def train_loader(dataset: Dataset, cfg: TrainConfig, start_iteration: int, rank:
 
 
 def load_datasets(cfg: TrainConfig) -> tuple[CocoDetection, CocoDetection]:
-    """(train split with random horizontal flips, val split) of cfg.dataset."""
+    """(train split with random horizontal flips, val split) of cfg.dataset; a mask head's train targets hold masks."""
     return (
-        load_split(cfg.dataset, "train", transforms=RandomHorizontalFlip(cfg.hflip_prob)),
+        load_split(cfg.dataset, "train", RandomHorizontalFlip(cfg.hflip_prob), masks=cfg.model.mask.enabled),
         load_split(cfg.dataset, "val"),
     )
 

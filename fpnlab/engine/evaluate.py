@@ -1,6 +1,7 @@
 """Evaluation as the FPN paper reports it: COCO box AP (Table 3), proposal recall (Table 1), pyramid levels.
 
     coco_metrics(model, dataset)       AP, AP50, AP75, AP_s/m/l, AR1/10/100, AR_s/m/l via pycocotools
+                                       (+ mask_AP, mask_AP50, ... of the masks, for a Mask R-CNN)
     proposal_recall(model, dataset)    the RPN alone: AR@100, AR_s@100, AR@1000, AR_s/m/l@1000 (paper Table 1)
     level_statistics(model, dataset)   GT boxes, positive anchors, proposals and ROIs per pyramid level
     anchor_size_statistics(...)        positive anchors and top objectness per anchor size (Table 1 row f)
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor, nn
@@ -35,12 +37,14 @@ from fpnlab.engine.distributed import gather, my_indices
 from fpnlab.errors import FpnlabError
 from fpnlab.model.boxes import box_iou, xyxy_to_xywh
 from fpnlab.model.levels import assign_levels, level_number
+from fpnlab.model.masks import MASK_THRESHOLD
 from fpnlab.model.matching import POSITIVE
 from fpnlab.model.transform import resize_boxes
 from fpnlab.progress import phase
 from fpnlab.switch import evaluating
 
 COCO_METRICS = ("AP", "AP50", "AP75", "AP_s", "AP_m", "AP_l", "AR1", "AR10", "AR100", "AR_s", "AR_m", "AR_l")
+MASK_METRICS = ("mask_AP", "mask_AP50", "mask_AP75", "mask_AP_s", "mask_AP_m", "mask_AP_l")  # COCO "segm"
 PROPOSAL_METRICS = ("AR@100", "AR_s@100", "AR@1000", "AR_s@1000", "AR_m@1000", "AR_l@1000")
 PROPOSAL_MAX_DETS = (100, 1000)
 
@@ -79,26 +83,31 @@ def run_over(
         for samples in batches(dataset, max_images, batch_size, progress, desc):
             outputs = predict([image.to(device) for image, _ in samples])
             results += [
-                (target["image_id"], {k: v.cpu() for k, v in out.items()}) for (_, target), out in zip(samples, outputs)
+                (target["image_id"], {k: v.cpu() if isinstance(v, Tensor) else v for k, v in out.items()})
+                for (_, target), out in zip(samples, outputs)
             ]
     return results
 
 
 def cocoeval(
-    coco_gt: Any, results: list[dict[str, Any]], image_ids: list[int], use_cats: bool, max_dets: tuple[int, ...]
+    coco_gt: Any,
+    results: list[dict[str, Any]],
+    image_ids: list[int],
+    use_cats: bool,
+    max_dets: tuple[int, ...],
+    iou_type: str = "bbox",
 ) -> Any:
-    """pycocotools' COCOeval (bbox) of `results` over `image_ids`, evaluated and accumulated, quietly."""
+    """pycocotools' COCOeval of `results` over `image_ids`, evaluated and accumulated, quietly. iou_type "bbox":
+    each result has a "bbox" [x, y, w, h]; "segm": a "segmentation" (an RLE, fpnlab.engine.evaluate.mask_rle)."""
     coco_dt = COCO()  # COCO.loadRes without its prints and its failure on an empty result list
     coco_dt.dataset = {
         "images": coco_gt.dataset["images"],
         "categories": coco_gt.dataset["categories"],
-        "annotations": [
-            {**r, "id": i + 1, "area": r["bbox"][2] * r["bbox"][3], "iscrowd": 0} for i, r in enumerate(results)
-        ],
+        "annotations": [{**r, "id": i + 1, "iscrowd": 0, **_extent(r, iou_type)} for i, r in enumerate(results)],
     }
     with contextlib.redirect_stdout(io.StringIO()):
         coco_dt.createIndex()
-        evaluator = COCOeval(coco_gt, coco_dt, "bbox")
+        evaluator = COCOeval(coco_gt, coco_dt, iou_type)
         evaluator.params.imgIds = sorted(image_ids)
         evaluator.params.useCats = int(use_cats)
         evaluator.params.maxDets = list(max_dets)
@@ -107,33 +116,77 @@ def cocoeval(
     return evaluator
 
 
+def _extent(result: dict[str, Any], iou_type: str) -> dict[str, Any]:
+    """The "area" (and for masks the "bbox") pycocotools' loadRes would add to a result."""
+    if iou_type == "segm":
+        rle = result["segmentation"]
+        return {"area": float(mask_utils.area(rle)), "bbox": mask_utils.toBbox(rle).tolist()}
+    return {"area": result["bbox"][2] * result["bbox"][3]}
+
+
+def mask_rle(mask: Tensor) -> dict[str, Any]:
+    """A binary (H, W) mask -> COCO's compressed RLE, counts as text (JSON-ready, as COCO files store it)."""
+    rle = mask_utils.encode(np.asfortranarray(mask.to(torch.uint8).cpu().numpy()))
+    return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+
+
 # --- the metrics --------------------------------------------------------------------------------
 
 
 def coco_metrics(
     model: nn.Module, dataset: Any, max_images: int | None = None, batch_size: int = 4, progress: bool | None = True
 ) -> dict[str, float]:
-    """COCO box metrics of the detector on `dataset` (a CocoDetection): {"AP": ..., ..., "AR_l": ...}.
+    """COCO box metrics of the detector on `dataset` (a CocoDetection): {"AP": ..., ..., "AR_l": ...}, and for a
+    Mask R-CNN the mask metrics too ("mask_AP", ..., "mask_AP_l", COCO's "segm" on masks thresholded at 0.5).
 
     Labels are mapped back to the annotation file's category ids with dataset.label_to_cat_id.
     """
-    return detection_metrics(run_over(model, dataset, model, max_images, batch_size, progress, "eval"), dataset)
+
+    def predict(images: list[Tensor]) -> list[dict[str, Any]]:  # each mask kept as a few bytes of RLE
+        return [with_mask_rles(detections) for detections in model(images)]
+
+    return detection_metrics(run_over(model, dataset, predict, max_images, batch_size, progress, "eval"), dataset)
+
+
+def with_mask_rles(detections: dict[str, Any]) -> dict[str, Any]:
+    """Detections whose "masks" (D, 1, H, W) probabilities become D binary RLEs (mask_rle), for COCO's segm."""
+    if "masks" not in detections:
+        return detections
+    return {**detections, "masks": [mask_rle(mask[0] >= MASK_THRESHOLD) for mask in detections["masks"]]}
 
 
 def detection_metrics(outputs: list[tuple[int, dict[str, Any]]], dataset: Any) -> dict[str, float]:
     """COCO box metrics of detections already made: [(image_id, {"boxes", "labels", "scores"}), ...] on `dataset`
-    (the capstone scores a student's detector this way, its detections made in a process of its own)."""
+    (the capstone scores a student's detector this way, its detections made in a process of its own); with
+    "masks" (RLEs, with_mask_rles) the mask metrics as well."""
+    image_ids = gather([i for i, _ in outputs])
     results = [
         {"image_id": image_id, "category_id": dataset.label_to_cat_id[int(label)], "bbox": box, "score": float(score)}
         for image_id, out in outputs
         for box, label, score in zip(xyxy_to_xywh(out["boxes"]).tolist(), out["labels"], out["scores"])
     ]
-    evaluator = cocoeval(
-        dataset.coco, gather(results), gather([i for i, _ in outputs]), use_cats=True, max_dets=(1, 10, 100)
-    )
+    metrics = summary(cocoeval(dataset.coco, gather(results), image_ids, True, (1, 10, 100)), COCO_METRICS)
+    if outputs and "masks" in outputs[0][1]:
+        segments = [
+            {
+                "image_id": image_id,
+                "category_id": dataset.label_to_cat_id[int(label)],
+                "segmentation": rle,
+                "score": float(s),
+            }
+            for image_id, out in outputs
+            for rle, label, s in zip(out["masks"], out["labels"], out["scores"])
+        ]
+        evaluator = cocoeval(dataset.coco, gather(segments), image_ids, True, (1, 10, 100), iou_type="segm")
+        metrics.update(summary(evaluator, MASK_METRICS))
+    return metrics
+
+
+def summary(evaluator: Any, names: tuple[str, ...]) -> dict[str, float]:
+    """COCOeval's summary numbers (stats: AP, AP50, AP75, AP_s/m/l, AR1/10/100, AR_s/m/l), the first len(names)."""
     with contextlib.redirect_stdout(io.StringIO()):
-        evaluator.summarize()  # stats: the 12 numbers of COCO_METRICS, in that order
-    return {name: float(value) for name, value in zip(COCO_METRICS, evaluator.stats)}
+        evaluator.summarize()
+    return {name: float(value) for name, value in zip(names, evaluator.stats)}
 
 
 def proposal_recall(

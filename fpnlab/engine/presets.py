@@ -1,13 +1,15 @@
 """Training presets: every number a training run uses, named, typed and in one place.
 
 A `TrainConfig` holds the data, the schedule and (in `model`) the detector's `DetectorConfig`.
-Five presets cover the lab's needs:
+Seven presets cover the lab's needs:
 
-    cpu    a laptop CPU: ResNet-tiny FPN trained from scratch on shapes-mini at 2x (320 px), minutes
-    gpu    one big GPU: ResNet-50 FPN on the full synthetic set (`fpnlab make-data`) at 512 px, bf16
-    colab  Colab's free T4: the gpu preset's detector and data for an eighth of its images, fp16
-    demo   the shipped checkpoint (data/checkpoints/): the cpu preset trained longer
-    test   tiny, for unit tests: seconds
+    cpu        a laptop CPU: ResNet-tiny FPN trained from scratch on shapes-mini at 2x (320 px), minutes
+    gpu        one big GPU: ResNet-50 FPN on the full synthetic set (`fpnlab make-data`) at 512 px, bf16
+    colab      Colab's free T4: the gpu preset's detector and data for an eighth of its images, fp16
+    demo       the shipped checkpoint (data/checkpoints/demo.pt): the cpu preset trained longer
+    demo_mask  the shipped Mask R-CNN (data/checkpoints/demo_mask.pt): demo with the mask head (notebook 09)
+    gpu_mask   the gpu preset with the mask head: ResNet-50 Mask R-CNN
+    test       tiny, for unit tests: seconds
 
 The notebooks' settings cells take `auto_preset()`: colab on Colab's GPU, gpu on any other GPU, cpu otherwise.
 
@@ -27,7 +29,7 @@ import torch
 
 from fpnlab.env import default_device, on_colab
 from fpnlab.errors import FpnlabError
-from fpnlab.model.config import BoxHeadConfig, DetectorConfig, ProposalCounts, RPNConfig
+from fpnlab.model.config import BoxHeadConfig, DetectorConfig, MaskHeadConfig, ProposalCounts, RPNConfig
 from fpnlab.overrides import update
 
 SCHEDULES = ("step", "cosine")
@@ -144,6 +146,11 @@ CPU_MODEL = DetectorConfig(
 # The paper's ResNet-50 FPN on data/shapes' 512 px images, trained from scratch (no download needed).
 GPU_MODEL = DetectorConfig(backbone="resnet50", norm="bn", trainable_layers=5, min_size=512, max_size=512)
 
+# Mask R-CNN's head on the CPU detector: as wide as its pyramid (64 channels, not 256), four convs as the paper.
+CPU_MASK_MODEL = dataclasses.replace(
+    CPU_MODEL, mask=MaskHeadConfig(enabled=True, conv_layers=(64, 64, 64, 64), deconv_channels=64)
+)
+
 PRESETS: dict[str, TrainConfig] = {
     # Batches of 2: on a CPU, twice the SGD steps for the same compute beat batches of 4 (AP50 0.33 vs 0.21
     # after 2400 images; BatchNorm still sees 2 x 64 x 64 positions per channel at C2).
@@ -161,6 +168,17 @@ PRESETS: dict[str, TrainConfig] = {
     "demo": TrainConfig(
         dataset="shapes-mini",
         model=CPU_MODEL,
+        iterations=3000,
+        batch_size=2,
+        lr=0.03,
+        warmup_iterations=100,
+        schedule="cosine",
+        checkpoint_every=500,
+        log_every=10,
+    ),
+    "demo_mask": TrainConfig(
+        dataset="shapes-mini",
+        model=CPU_MASK_MODEL,
         iterations=3000,
         batch_size=2,
         lr=0.03,
@@ -197,6 +215,19 @@ PRESETS: dict[str, TrainConfig] = {
         num_workers=2,
         checkpoint_every=250,
         log_every=10,
+    ),
+    # The gpu preset as Mask R-CNN: its data hold a polygon per object too, so only the head is added.
+    "gpu_mask": TrainConfig(
+        dataset="data/shapes",
+        model=dataclasses.replace(GPU_MODEL, mask=MaskHeadConfig(enabled=True)),
+        iterations=3000,
+        batch_size=16,
+        lr=0.04,
+        warmup_iterations=300,
+        schedule="cosine",
+        num_workers=8,
+        checkpoint_every=500,
+        log_every=20,
     ),
     "test": TrainConfig(
         dataset="shapes-mini",

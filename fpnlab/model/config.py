@@ -9,6 +9,8 @@
       roi: RoIConfig                                          Eq. 1 and ROI pooling (fpnlab.model.levels, .poolers)
       box: BoxHeadConfig                                      the Fast R-CNN head: 2fc, or conv5 on C4
                                                               (fpnlab.model.roi_heads, .res5_head)
+      mask: MaskHeadConfig                                    the Mask R-CNN head, off unless enabled
+                                                              (fpnlab.model.mask_head, .masks)
       rpn_only                                                the RPN alone (paper Table 1)
 
 A config is plain values all the way down: `DetectorConfig.from_dict(dataclasses.asdict(config))`
@@ -145,6 +147,34 @@ class BoxHeadConfig:
         )
 
 
+@dataclass(frozen=True)
+class MaskHeadConfig:
+    """The Mask R-CNN head (He et al. 2017, Fig. 4 right; torchvision's maskrcnn_resnet50_fpn): off by default."""
+
+    enabled: bool = False
+    pool_size: int = 14  # RoIAlign grid per ROI, from the level Eq. 1 picks
+    sampling_ratio: int = 2
+    conv_layers: tuple[int, ...] = (256, 256, 256, 256)  # 3 x 3 conv + ReLU layers, their widths
+    dilation: int = 1
+    deconv_channels: int = 256  # the 2x transposed conv: masks come out at 2 x pool_size (28 x 28)
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.pool_size <= 64, f"MaskHeadConfig.pool_size must be in 1..64, got {self.pool_size}.")
+        _require(
+            len(self.conv_layers) >= 1 and all(1 <= c <= 4096 for c in self.conv_layers),
+            f"MaskHeadConfig.conv_layers needs one or more widths in 1..4096, got {self.conv_layers}.",
+        )
+        _require(1 <= self.dilation <= 8, f"MaskHeadConfig.dilation must be in 1..8, got {self.dilation}.")
+        _require(
+            1 <= self.deconv_channels <= 4096,
+            f"MaskHeadConfig.deconv_channels must be in 1..4096, got {self.deconv_channels}.",
+        )
+
+    def mask_size(self) -> int:
+        """The side of each predicted mask: the transposed conv doubles the pooled grid (14 -> 28)."""
+        return 2 * self.pool_size
+
+
 def _check_sampling(name: str, fg: float, bg: float, batch: int, fraction: float, nms: float) -> None:
     _require(0 <= bg <= fg <= 1, f"{name} needs 0 <= bg_iou_thresh <= fg_iou_thresh <= 1, got {bg} and {fg}.")
     _require(batch >= 1, f"{name}.batch_size_per_image must be >= 1, got {batch}.")
@@ -175,6 +205,7 @@ class DetectorConfig:
     rpn: RPNConfig = field(default_factory=RPNConfig)
     roi: RoIConfig = field(default_factory=RoIConfig)
     box: BoxHeadConfig = field(default_factory=BoxHeadConfig)
+    mask: MaskHeadConfig = field(default_factory=MaskHeadConfig)
     rpn_only: bool = False  # build and train the RPN alone (paper Table 1)
 
     def __post_init__(self) -> None:
@@ -221,6 +252,11 @@ class DetectorConfig:
         _require(
             self.box.head != "res5" or self.neck == "c4",
             f"DetectorConfig: box.head='res5' (the conv5 head) runs on C4 and needs neck='c4', got {self.neck!r}.",
+        )
+        _require(
+            not self.mask.enabled or (self.box.head == "2fc" and not self.rpn_only),
+            "DetectorConfig: mask.enabled needs the whole detector with the 2fc box head "
+            "(not rpn_only, not the conv5 head).",
         )
         head = self.fpn_channels * self.roi.output_size**2 * self.box.representation_size
         _require(

@@ -11,6 +11,10 @@ which pools C4 itself: fpnlab.model.res5_head.)
                                                      #  "loss_classifier", "loss_box_reg"}
     model.eval();  detections = model(images)        # [{"boxes", "labels", "scores"}] per image
 
+With ``mask=MaskHeadConfig(enabled=True)`` it is Mask R-CNN (``maskrcnn_resnet50_fpn``): targets also hold
+"masks" (N, H, W) uint8, training adds "loss_mask", and each detection gets "masks" (D, 1, H, W), the
+probability that each pixel of the input image belongs to it (threshold at 0.5 for a binary mask).
+
 ``images`` is a list of (3, H, W) float tensors in [0, 1], any sizes; ``targets`` a list of
 {"boxes": (N, 4) float (x1, y1, x2, y2) pixels, "labels": (N,) int64 in 1..num_classes-1}; N = 0
 (``torch.zeros((0, 4))``) is an image without objects and trains as pure background. Detection boxes
@@ -49,6 +53,8 @@ from fpnlab.model.config import DetectorConfig
 from fpnlab.model.fpn import FPN, SingleScaleNeck
 from fpnlab.model.inputs import check_inputs
 from fpnlab.model.levels import level_number
+from fpnlab.model.mask_head import MaskHead
+from fpnlab.model.masks import paste_masks
 from fpnlab.model.poolers import MultiScaleRoIPooler
 from fpnlab.model.res5_head import Res5Head
 from fpnlab.model.roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHead
@@ -81,6 +87,8 @@ class FPNDetector(nn.Module):
         self.neck = build_neck(config, self.backbone.out_channels)
         self.rpn = build_rpn(config)
         self.roi_heads = None if config.rpn_only else build_roi_heads(config, conv5)
+        if config.mask.enabled:  # masks (D, 1, 28, 28) go back into each input image at their boxes
+            self.transform.instance_fields["masks"] = lambda masks, boxes, size: paste_masks(masks, boxes, size)
 
     def forward(
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
@@ -201,19 +209,29 @@ def build_roi_heads(config: DetectorConfig, conv5: nn.Sequential | None = None) 
     """Pooler, box head and predictor: the 2fc head on the neck's maps, or the conv5 head (``conv5``: the
     backbone's layer4, taken by ResNetBody.split_conv5) on C4."""
     roi = config.roi
-    pooler = MultiScaleRoIPooler(
-        config.pooled_levels(),
-        config.pool_size(),
-        roi.sampling_ratio,
-        roi.aligned,
-        roi.pooler,
-        config.canonical_size(),
-        roi.canonical_level,
-    )
+    pooler = build_pooler(config, config.pool_size(), roi.sampling_ratio)
     if config.box.head == "res5":
         box_head = Res5Head(conv5)
         width = box_head.out_features  # 2048 for ResNet-50
     else:
         box_head = TwoMLPHead(config.fpn_channels * roi.output_size**2, config.box.representation_size)
         width = config.box.representation_size
-    return RoIHeads(pooler, box_head, FastRCNNPredictor(width, config.num_classes), config.box)
+    extra = {}
+    if config.mask.enabled:
+        mask_pooler = build_pooler(config, config.mask.pool_size, config.mask.sampling_ratio)
+        extra["mask"] = MaskHead(mask_pooler, config.fpn_channels, config.num_classes, config.mask)
+    return RoIHeads(pooler, box_head, FastRCNNPredictor(width, config.num_classes), config.box, extra)
+
+
+def build_pooler(config: DetectorConfig, size: int, sampling_ratio: int) -> MultiScaleRoIPooler:
+    """A pooler over the levels ROIs come from (Eq. 1 with the config's canonical size) at size x size."""
+    roi = config.roi
+    return MultiScaleRoIPooler(
+        config.pooled_levels(),
+        size,
+        sampling_ratio,
+        roi.aligned,
+        roi.pooler,
+        config.canonical_size(),
+        roi.canonical_level,
+    )

@@ -3,7 +3,8 @@
     images    a list of (3, H, W) float tensors with values in [0, 1] (or one (B, 3, H, W) tensor)
     targets   in training, one dict per image: "boxes" (N, 4) float (x1, y1, x2, y2) with x2 > x1 and
               y2 > y1, "labels" (N,) int64 in 1..num_classes-1 (0 is the background); N may be 0;
-              int32, uint8 or bool labels are refused here, as torchvision refuses them (labels.long())
+              int32, uint8 or bool labels are refused here, as torchvision refuses them (labels.long());
+              for a mask head also "masks" (N, H, W) of 0s and 1s, one per box, the image's size
 
 Everything after the entrance works on checked values, which is why the detector can switch the box
 operations' own checks off (fpnlab.switch.skip_value_checks) and save a host-device sync per call.
@@ -48,8 +49,10 @@ def check_inputs(
                 f"targets must be a list with one dict per image: {len(images)} image(s) but "
                 f"{len(targets) if isinstance(targets, (list, tuple)) else _describe(targets)} target(s)."
             )
-        for i, target in enumerate(targets):
+        for i, (target, image) in enumerate(zip(targets, images)):
             check_target(target, num_classes, f"targets[{i}]")
+            if "masks" in target:
+                check_masks(target["masks"], len(target["boxes"]), image.shape[-2:], f"targets[{i}]['masks']")
     return [image.to(dtype) for image in images], [(image.shape[-2], image.shape[-1]) for image in images]
 
 
@@ -108,6 +111,17 @@ def check_target(target: Any, num_classes: int, name: str) -> None:
         f"{name}['labels'] must be in 1..{num_classes - 1} (0 is background), "
         f"got values from {int(labels.min())} to {int(labels.max())}."
     )
+
+
+def check_masks(masks: Any, count: int, size: tuple[int, int], name: str) -> None:
+    """(count, H, W) masks of 0s and 1s (uint8, bool or float) on an image of size (H, W)."""
+    if not isinstance(masks, Tensor) or tuple(masks.shape) != (count, *size):
+        raise DataError(
+            f"{name} must be a ({count}, {size[0]}, {size[1]}) tensor, one mask per box the size of its image, "
+            f"got {_describe(masks)}."
+        )
+    if not bool(((masks == 0) | (masks == 1)).all()):
+        raise DataError(f"{name} must hold only 0 and 1 (a binary mask per object).")
 
 
 def _describe(value: Any) -> str:

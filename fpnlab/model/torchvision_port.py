@@ -1,6 +1,7 @@
-"""torchvision's Faster R-CNN in fpnlab's detector: same settings, same weights, same detections.
+"""torchvision's Faster R-CNN and Mask R-CNN in fpnlab's detector: same settings, same weights, same detections.
 
-    model = from_torchvision(torchvision_model)    # any fasterrcnn_resnet50_fpn-like model, any num_classes
+    model = from_torchvision(torchvision_model)    # any fasterrcnn_resnet50_fpn- or maskrcnn_resnet50_fpn-like
+                                                   # model, any num_classes (masks included for a MaskRCNN)
     model = from_torchvision(weights="DEFAULT")    # torchvision's COCO-trained R50-FPN (downloads once)
 
 tests/test_detector.py proves the detections equal to 1e-4. The names of the parameters differ
@@ -9,6 +10,7 @@ tests/test_detector.py proves the detections equal to 1e-4. The names of the par
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from fpnlab.model.config import (
     PAPER_CANONICAL_SIZE,
     BoxHeadConfig,
     DetectorConfig,
+    MaskHeadConfig,
     ProposalCounts,
     RoIConfig,
     RPNConfig,
@@ -42,7 +45,10 @@ TORCHVISION_NAMES = (
     ("rpn.head.bbox_pred.", "rpn.head.deltas."),
     ("roi_heads.box_head.", "roi_heads.box_head."),
     ("roi_heads.box_predictor.", "roi_heads.predictor."),
+    ("roi_heads.mask_predictor.", "roi_heads.extra_heads.mask.predictor."),
 )
+# maskrcnn_resnet50_fpn's conv tower: mask_head.<i>.0.* (torchvision >= 0.13) or mask_head.mask_fcn<i+1>.*
+MASK_TOWER = re.compile(r"roi_heads\.mask_head\.(?:(\d+)\.0|mask_fcn(\d+))\.")
 RESNET_DEPTHS = {
     ("BasicBlock", (2, 2, 2, 2)): "resnet18",
     ("BasicBlock", (3, 4, 6, 3)): "resnet34",
@@ -105,6 +111,7 @@ def config_from_torchvision(tv_model: nn.Module) -> DetectorConfig:
             canonical_size=float(PAPER_CANONICAL_SIZE),
         ),  # torchvision's LevelMapper: 224 at any size
         box=box_head_config(roi),
+        mask=mask_head_config(roi),
     )
 
 
@@ -167,13 +174,32 @@ def box_head_config(roi: nn.Module) -> BoxHeadConfig:
     )
 
 
+def mask_head_config(roi: nn.Module) -> MaskHeadConfig:
+    """The MaskHeadConfig of a torchvision RoIHeads: enabled for a MaskRCNN, the default (off) for a FasterRCNN."""
+    if getattr(roi, "mask_head", None) is None:
+        return MaskHeadConfig()
+    convs = [m for m in roi.mask_head.modules() if isinstance(m, nn.Conv2d)]
+    return MaskHeadConfig(
+        enabled=True,
+        pool_size=roi.mask_roi_pool.output_size[0],
+        sampling_ratio=roi.mask_roi_pool.sampling_ratio,
+        conv_layers=tuple(c.out_channels for c in convs),
+        dilation=convs[0].dilation[0],
+        deconv_channels=roi.mask_predictor.conv5_mask.out_channels,
+    )
+
+
 def torchvision_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """A torchvision fasterrcnn_resnet50_fpn state dict renamed to FPNDetector's parameter names."""
     ours = {f"neck.{key}": value for key, value in torchvision_fpn_state(state, prefix="backbone.fpn.").items()}
     for key, value in state.items():
         prefix = next((p for p in TORCHVISION_NAMES if key.startswith(p[0])), None)
+        tower = MASK_TOWER.match(key)
         if prefix is not None:
             ours[prefix[1] + key[len(prefix[0]) :]] = value
+        elif tower is not None:  # the i-th conv, counted from 0
+            i = int(tower[1]) if tower[1] is not None else int(tower[2]) - 1
+            ours[f"roi_heads.extra_heads.mask.convs.{i}.{key[tower.end() :]}"] = value
     return ours
 
 

@@ -8,8 +8,8 @@ A list of images of any sizes becomes one (B, 3, H, W) tensor the backbone can r
     3. pad at the bottom and right with zeros to a common size, a multiple of 32 (the stride of C5),
        so every level's feature map lines up with the image grid.
 
-Training boxes are resized with their image; detections (boxes, and any other per-instance output in
-pixels) are mapped back to each input image's pixels.
+Training boxes (and masks, when a target has them) are resized with their image; detections (boxes, and any
+other per-instance output in pixels, such as masks) are mapped back to each input image's pixels.
 """
 
 from __future__ import annotations
@@ -70,6 +70,9 @@ class DetectionTransform(nn.Module):
                 {**t, "boxes": resize_boxes(t["boxes"], image.shape[-2:], size)}
                 for t, image, size in zip(targets, images, sizes)
             ]
+            for target, size in zip(targets, sizes):
+                if "masks" in target:  # nearest neighbour to the resized image's size, as torchvision
+                    target["masks"] = F.interpolate(target["masks"][:, None].float(), size=size)[:, 0].byte()
         return ImageBatch(self.pad(resized), sizes), targets
 
     def normalize(self, image: Tensor) -> Tensor:

@@ -96,6 +96,17 @@ def category_color(label: int) -> Any:
     return colormaps["tab10"]((int(label) - 1) % 10)
 
 
+def draw_masks(ax: Axes, masks: Tensor, labels: Tensor | None = None, alpha: float = 0.45) -> None:
+    """Overlay (N, 1, H, W) or (N, H, W) mask probabilities as translucent colour where they are >= 0.5, coloured
+    by label (as draw_boxes colours boxes); later masks are drawn over earlier ones."""
+    masks = masks.detach().float().cpu().reshape(len(masks), *masks.shape[-2:])  # (N, H, W)
+    for i, mask in enumerate(masks):
+        colour = category_color(int(labels[i])) if labels is not None else (1.0, 1.0, 0.0, 1.0)
+        layer = np.zeros((*mask.shape, 4))  # (H, W, RGBA): transparent outside the mask
+        layer[mask.numpy() >= 0.5] = (*colour[:3], alpha)
+        ax.imshow(layer, interpolation="nearest")
+
+
 def draw_boxes(
     ax: Axes,
     boxes: Tensor,

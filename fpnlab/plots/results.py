@@ -23,6 +23,7 @@ from fpnlab.plots.base import (
     OURS_COLOR,
     PAPER_COLOR,
     draw_boxes,
+    draw_masks,
     image_panels,
     new_figure,
     save_figure,
@@ -159,17 +160,22 @@ def detection_gallery(
         area = gt["area"] if "area" in gt else box_area(gt["boxes"].float())  # COCO buckets by annotation area
         small = torch.sqrt(area) < COCO_SIZE_EDGES[0]
         draw_boxes(ax, gt["boxes"][small], color="cyan", linestyle=":", linewidth=2.0)
+        if "masks" in det:
+            draw_masks(ax, det["masks"][keep], det["labels"][keep])
         draw_boxes(ax, det["boxes"][keep], det["labels"][keep], det["scores"][keep], categories)
     return fig
 
 
 def save_detections(image: Tensor, detections: dict[str, Tensor], categories: list[str], out: Path) -> Path:
-    """Draw the boxes with their class and score over the image, at the image's own resolution, as PNG."""
+    """Draw the boxes with their class and score (and masks, when there are) over the image, at the image's own
+    resolution, as PNG."""
     dpi = 100
     height, width = image.shape[-2:]
     fig = Figure(figsize=(width / dpi, height / dpi))
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))  # the image fills the PNG: no margins
     show_image(ax, image)
+    if "masks" in detections:  # a Mask R-CNN's: each object's pixels in its class's colour
+        draw_masks(ax, detections["masks"], detections["labels"])
     draw_boxes(ax, detections["boxes"], detections["labels"], detections["scores"], categories)
     make_folder(out.parent, "folder of the detections image")
     return save_figure(fig, out, "detections image", dpi=dpi)
