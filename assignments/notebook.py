@@ -46,6 +46,12 @@ STAGES = {  # stage number (= lab notebook number) -> (title, what it is for)
         "The Fast R-CNN head",
         "Two losses to train the head, per-class NMS to turn its outputs into detections (lab notebook 06).",
     ),
+    "9": (
+        "Masks",
+        "Mask R-CNN's head predicts a 28 x 28 mask per ROI and class: its targets are the ground truth seen "
+        "through each ROI, its loss reads one class's channel, and its masks go back into the image at their "
+        "boxes (lab notebook 09).",
+    ),
 }
 TASKS = {  # unit -> what to write, in a few words (the docstring in the code has the contract)
     "area": "(x2 - x1) * (y2 - y1) of each box; half-precision boxes give float32 areas (`upcast`).",
@@ -83,6 +89,12 @@ TASKS = {  # unit -> what to write, in a few words (the docstring in the code ha
     "by the number of ROIs.",
     "detect_image": "Clip; drop class 0, scores <= `score_thresh` and boxes thinner than MIN_DETECTION_SIZE; NMS "
     "per class; keep `detections_per_img`, best first.",
+    "mask_targets": "RoIAlign each ROI's matched mask (the gt index is the ROI's batch index) at size x size, "
+    "spatial scale 1, `aligned` as given: `roi_align` of fpnlab.model.poolers.",
+    "mask_loss": "Binary cross-entropy with logits on each ROI's own class channel, averaged over every pixel of "
+    "every ROI; with no ROI, 0 that still has a gradient (`mask_logits.sum() * 0`).",
+    "paste_masks": "Pad by `padding`, grow the boxes by (M + 2 padding) / M (`expand_boxes`), to int64; per mask "
+    "resize bilinearly to the box's (x2 - x1 + 1) x (y2 - y1 + 1) pixels and copy what lies inside the image.",
 }
 SETUP = """\
 # Finds your copy of fpnlab: the folder above this notebook, or on Colab the copy in your Drive (STUDENT.md).

@@ -50,6 +50,9 @@ TORCHVISION = {  # unit -> torchvision's Python code for the same computation (n
     "pooler": [poolers._multiscale_roi_align],
     "roi_loss": [roi_heads.fastrcnn_loss],
     "detect_image": [roi_heads.RoIHeads.postprocess_detections],
+    "mask_targets": [roi_heads.project_masks_on_boxes],
+    "mask_loss": [roi_heads.maskrcnn_loss],
+    "paste_masks": [roi_heads.paste_masks_in_image, roi_heads.paste_mask_in_image, roi_heads.expand_boxes],
 }
 
 

@@ -7,7 +7,7 @@ detector (data/checkpoints/demo.pt), which the build puts into the solution's su
   * the release holds no line of solution code, no hidden case, no hidden seed, no instructor file;
   * the Gradescope zip is built with the tests, grade.py, the grading code, and a lean image (no browser,
     CPU-only torch); the instructor folder holds what students must not see;
-  * the whole autograder (assignments.runner) grades the solution 60/60 and the untouched release 0 on
+  * the whole autograder (assignments.runner) grades the solution 67/67 and the untouched release 0 on
     every unit; a submission whose training units are broken fails the capstone's training part;
   * `check` says in words what is wrong, and points.toml mistakes stop the build with one line.
 
@@ -185,7 +185,7 @@ def test_check_says_in_words_what_is_wrong(dist, tmp_path, capsys):
 
 def test_solution_grades_full_marks(dist, solution_results):
     points = read_points(dist.parent / "points.toml")
-    assert solution_results["score"] == pytest.approx(points.autograded) == 60
+    assert solution_results["score"] == pytest.approx(points.autograded) == 67
     scores = {t["name"]: (t["score"], t["max_score"]) for t in solution_results["tests"] if "score" in t}
     assert {name: got for name, (got, most) in scores.items() if got != most} == {}
     assert set(scores) == {*UNITS, "capstone", "training", "analysis"}

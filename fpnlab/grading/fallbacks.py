@@ -17,6 +17,7 @@ from torch import Tensor
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.detection import _utils as det_utils
 from torchvision.models.detection.anchor_utils import AnchorGenerator as TvAnchorGenerator
+from torchvision.models.detection.roi_heads import paste_masks_in_image
 from torchvision.models.detection.rpn import concat_box_prediction_layers
 from torchvision.ops.poolers import LevelMapper
 
@@ -37,6 +38,12 @@ def _sampler(sampler: Any, labels: Tensor) -> tuple[Tensor, Tensor]:
     tv = det_utils.BalancedPositiveNegativeSampler(sampler.batch_size_per_image, sampler.positive_fraction)
     positive, negative = tv([labels])  # one mask each per image
     return torch.where(positive[0])[0], torch.where(negative[0])[0]
+
+
+def _mask_targets(gt_masks: Tensor, boxes: Tensor, matched: Tensor, size: int, aligned: bool = False) -> Tensor:
+    """torchvision's project_masks_on_boxes, with RoIAlign's `aligned` switch it leaves at False."""
+    rois = torch.cat([matched.to(boxes)[:, None], boxes], dim=1)
+    return torchvision.ops.roi_align(gt_masks[:, None].to(boxes), rois, (size, size), 1.0, aligned=aligned)[:, 0]
 
 
 LAYERS = {"layer1": "c2", "layer2": "c3", "layer3": "c4", "layer4": "c5"}
@@ -82,4 +89,6 @@ FALLBACKS: dict[str, tuple[str, Callable[..., Any]]] = {  # unit -> (what stands
         "torchvision's LevelMapper",
         lambda boxes, k_min, k_max, size, level: LevelMapper(k_min, k_max, size, level)([boxes]) + k_min,
     ),
+    "mask_targets": ("torchvision's roi_align (as project_masks_on_boxes)", _mask_targets),
+    "paste_masks": ("torchvision's paste_masks_in_image", paste_masks_in_image),
 }

@@ -51,6 +51,9 @@ UNITS: dict[str, Unit] = {
     "pooler": Unit("model/poolers.py", "MultiScaleRoIPooler.forward", "5.3 Pooling from the pyramid"),
     "roi_loss": Unit("model/roi_heads.py", "RoIHeads.loss", "6.1 The Fast R-CNN losses"),
     "detect_image": Unit("model/roi_heads.py", "RoIHeads.detect_image", "6.2 Detections of one image"),
+    "mask_targets": Unit("model/masks.py", "project_masks", "9.1 Mask targets: ground truth seen through each ROI"),
+    "mask_loss": Unit("model/masks.py", "mask_loss", "9.2 The mask loss: one class's channel"),
+    "paste_masks": Unit("model/masks.py", "paste_masks", "9.3 Masks back into the image", ("crop_and_paste",)),
 }
 
 
