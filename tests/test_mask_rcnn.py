@@ -158,5 +158,5 @@ def test_masks_of_the_wrong_shape_or_values_are_refused():
 def test_mask_head_needs_the_whole_detector_with_the_2fc_head():
     with pytest.raises(Exception, match="mask.enabled needs the whole detector"):
         DetectorConfig(rpn_only=True, mask=MaskHeadConfig(enabled=True))
-    with pytest.raises(Exception, match="conv_layers"):
+    with pytest.raises(Exception, match="one or more conv_layers"):
         MaskHeadConfig(conv_layers=())

@@ -9,7 +9,8 @@ import torch
 from fpnlab.data import load_split
 from fpnlab.data.coco import CocoDetection
 from fpnlab.data.transforms import RandomHorizontalFlip, ResizeShorterSide
-from fpnlab.engine.evaluate import MASK_METRICS, detection_metrics, mask_rle, with_mask_rles
+from fpnlab.engine.coco_scores import mask_rle, with_mask_rles
+from fpnlab.engine.evaluate import MASK_METRICS, detection_metrics
 from fpnlab.errors import DataError
 from fpnlab.model.masks import crop_and_paste, expand_boxes, mask_iou, mask_loss, paste_masks, project_masks
 from fpnlab.teaching.mask_lessons import round_trip_iou
@@ -87,12 +88,16 @@ def test_mask_geometry_by_hand():
     left[0, :, :2] = 1
     crop = project_masks(left, torch.tensor([[0.0, 0.0, 4.0, 4.0]]), torch.tensor([0]), 4, aligned=True)
     assert crop[0, 0].tolist() == [1.0, 1.0, 0.0, 0.0]  # aligned: sample centres 0.5..3.5 on pixel centres
-    assert torch.equal(expand_boxes(torch.tensor([[0.0, 0.0, 10.0, 4.0]]), 1.5), torch.tensor([[-2.5, -1.0, 12.5, 5.0]]))
+    assert torch.equal(
+        expand_boxes(torch.tensor([[0.0, 0.0, 10.0, 4.0]]), 1.5), torch.tensor([[-2.5, -1.0, 12.5, 5.0]])
+    )
     logits = torch.tensor([[[[0.0]], [[2.0]]]])  # 1 ROI, 2 classes, 1 x 1 mask
     target = torch.tensor([[[1.0]]])
     assert float(mask_loss(logits, target, torch.tensor([1]))) == pytest.approx(np.log(1 + np.exp(-2.0)))
     assert float(mask_loss(logits, target, torch.tensor([0]))) == pytest.approx(np.log(2.0))
-    empty = mask_loss(torch.zeros(0, 2, 4, 4, requires_grad=True), torch.zeros(0, 4, 4), torch.zeros(0, dtype=torch.int64))
+    empty = mask_loss(
+        torch.zeros(0, 2, 4, 4, requires_grad=True), torch.zeros(0, 4, 4), torch.zeros(0, dtype=torch.int64)
+    )
     assert float(empty) == 0.0 and empty.requires_grad
     # a mask of ones pasted at a 4 x 4 box: padding 1 grows the box by 6/4 -> 6 x 6 pixels, ramping at the edge
     pasted = paste_masks(torch.ones(1, 1, 4, 4), torch.tensor([[2.0, 2.0, 6.0, 6.0]]), (10, 10))[0, 0]
@@ -118,7 +123,9 @@ def test_crop_then_paste_keeps_every_class_and_size_of_shapes_mini():
     assert all(iou > 0.9 for row in aligned.values() for iou in row.values())
     assert set(aligned["all"]) == {"small", "medium", "large"} and len(aligned) == 7  # 6 classes + "all"
     torchvision_pair = round_trip_iou(dataset, 28, aligned=False)
-    assert all(torchvision_pair[c][b] > 0.95 for c in torchvision_pair for b in ("medium", "large") if b in torchvision_pair[c])
+    assert all(
+        torchvision_pair[c][b] > 0.95 for c in torchvision_pair for b in ("medium", "large") if b in torchvision_pair[c]
+    )
     small = {c: row["small"] for c, row in torchvision_pair.items()}
     assert min(small, key=small.get) == "ring" and small["ring"] < 0.9 < small["circle"]
     assert all(torchvision_pair[c]["small"] < aligned[c]["small"] for c in aligned)  # the half pixel costs every class

@@ -34,6 +34,9 @@ def test_the_table_gives_a_stage_to_every_stage_module():
         "poolers.py",
         "roi_heads.py",
         "res5_head.py",  # the C4 baseline's conv5 head, also stage 6
+        "masks.py",
+        "mask_head.py",
+        "segment_proposals.py",  # stage 9: the masks of notebook 09
     }
 
 

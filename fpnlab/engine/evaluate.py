@@ -17,8 +17,6 @@ process returns the same numbers for the whole dataset.
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,18 +24,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 from torch import Tensor, nn
 
 from fpnlab.data import CocoDetection, load_split
 from fpnlab.engine.checkpoint import build_model_from, load_checkpoint
+from fpnlab.engine.coco_scores import cocoeval, summary, with_mask_rles
 from fpnlab.engine.distributed import gather, my_indices
 from fpnlab.errors import FpnlabError
 from fpnlab.model.boxes import box_iou, xyxy_to_xywh
 from fpnlab.model.levels import assign_levels, level_number
-from fpnlab.model.masks import MASK_THRESHOLD
 from fpnlab.model.matching import POSITIVE
 from fpnlab.model.transform import resize_boxes
 from fpnlab.progress import phase
@@ -89,47 +84,6 @@ def run_over(
     return results
 
 
-def cocoeval(
-    coco_gt: Any,
-    results: list[dict[str, Any]],
-    image_ids: list[int],
-    use_cats: bool,
-    max_dets: tuple[int, ...],
-    iou_type: str = "bbox",
-) -> Any:
-    """pycocotools' COCOeval of `results` over `image_ids`, evaluated and accumulated, quietly. iou_type "bbox":
-    each result has a "bbox" [x, y, w, h]; "segm": a "segmentation" (an RLE, fpnlab.engine.evaluate.mask_rle)."""
-    coco_dt = COCO()  # COCO.loadRes without its prints and its failure on an empty result list
-    coco_dt.dataset = {
-        "images": coco_gt.dataset["images"],
-        "categories": coco_gt.dataset["categories"],
-        "annotations": [{**r, "id": i + 1, "iscrowd": 0, **_extent(r, iou_type)} for i, r in enumerate(results)],
-    }
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_dt.createIndex()
-        evaluator = COCOeval(coco_gt, coco_dt, iou_type)
-        evaluator.params.imgIds = sorted(image_ids)
-        evaluator.params.useCats = int(use_cats)
-        evaluator.params.maxDets = list(max_dets)
-        evaluator.evaluate()
-        evaluator.accumulate()
-    return evaluator
-
-
-def _extent(result: dict[str, Any], iou_type: str) -> dict[str, Any]:
-    """The "area" (and for masks the "bbox") pycocotools' loadRes would add to a result."""
-    if iou_type == "segm":
-        rle = result["segmentation"]
-        return {"area": float(mask_utils.area(rle)), "bbox": mask_utils.toBbox(rle).tolist()}
-    return {"area": result["bbox"][2] * result["bbox"][3]}
-
-
-def mask_rle(mask: Tensor) -> dict[str, Any]:
-    """A binary (H, W) mask -> COCO's compressed RLE, counts as text (JSON-ready, as COCO files store it)."""
-    rle = mask_utils.encode(np.asfortranarray(mask.to(torch.uint8).cpu().numpy()))
-    return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
-
-
 # --- the metrics --------------------------------------------------------------------------------
 
 
@@ -146,13 +100,6 @@ def coco_metrics(
         return [with_mask_rles(detections) for detections in model(images)]
 
     return detection_metrics(run_over(model, dataset, predict, max_images, batch_size, progress, "eval"), dataset)
-
-
-def with_mask_rles(detections: dict[str, Any]) -> dict[str, Any]:
-    """Detections whose "masks" (D, 1, H, W) probabilities become D binary RLEs (mask_rle), for COCO's segm."""
-    if "masks" not in detections:
-        return detections
-    return {**detections, "masks": [mask_rle(mask[0] >= MASK_THRESHOLD) for mask in detections["masks"]]}
 
 
 def detection_metrics(outputs: list[tuple[int, dict[str, Any]]], dataset: Any) -> dict[str, float]:
@@ -180,13 +127,6 @@ def detection_metrics(outputs: list[tuple[int, dict[str, Any]]], dataset: Any) -
         evaluator = cocoeval(dataset.coco, gather(segments), image_ids, True, (1, 10, 100), iou_type="segm")
         metrics.update(summary(evaluator, MASK_METRICS))
     return metrics
-
-
-def summary(evaluator: Any, names: tuple[str, ...]) -> dict[str, float]:
-    """COCOeval's summary numbers (stats: AP, AP50, AP75, AP_s/m/l, AR1/10/100, AR_s/m/l), the first len(names)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        evaluator.summarize()
-    return {name: float(value) for name, value in zip(names, evaluator.stats)}
 
 
 def proposal_recall(

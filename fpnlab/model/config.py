@@ -9,17 +9,15 @@
       roi: RoIConfig                                          Eq. 1 and ROI pooling (fpnlab.model.levels, .poolers)
       box: BoxHeadConfig                                      the Fast R-CNN head: 2fc, or conv5 on C4
                                                               (fpnlab.model.roi_heads, .res5_head)
-      mask: MaskHeadConfig                                    the Mask R-CNN head, off unless enabled
-                                                              (fpnlab.model.mask_head, .masks)
+      mask: MaskHeadConfig                                    Mask R-CNN's head, off unless enabled (.mask_head)
       rpn_only                                                the RPN alone (paper Table 1)
 
 A config is plain values all the way down: `DetectorConfig.from_dict(dataclasses.asdict(config))`
 rebuilds it; `upgrade_flat_layout` reads the flat layout of checkpoints written before the groups existed.
 
 The ablations of the paper's Tables 1-2 are switches here: neck="c4"/"c5" (rows a, b), top_down=False
-(row d), lateral=False (row e), levels=("p2",) (row f). With one level, all anchor sizes go on it and
-every ROI is pooled from it. Table 3's row (a) is the C4 model with the conv5 head: neck="c4" and
-box=BoxHeadConfig(head="res5").
+(row d), lateral=False (row e), levels=("p2",) (row f); with one level, all anchor sizes go on it and every
+ROI is pooled from it. Table 3's row (a) is neck="c4" with the conv5 head, box=BoxHeadConfig(head="res5").
 """
 
 from __future__ import annotations
@@ -159,15 +157,13 @@ class MaskHeadConfig:
     deconv_channels: int = 256  # the 2x transposed conv: masks come out at 2 x pool_size (28 x 28)
 
     def __post_init__(self) -> None:
-        _require(1 <= self.pool_size <= 64, f"MaskHeadConfig.pool_size must be in 1..64, got {self.pool_size}.")
+        for name, value, high in (("pool_size", self.pool_size, 64), ("dilation", self.dilation, 8)):
+            _require(1 <= value <= high, f"MaskHeadConfig.{name} must be in 1..{high}, got {value}.")
+        widths = (*self.conv_layers, self.deconv_channels)
         _require(
-            len(self.conv_layers) >= 1 and all(1 <= c <= 4096 for c in self.conv_layers),
-            f"MaskHeadConfig.conv_layers needs one or more widths in 1..4096, got {self.conv_layers}.",
-        )
-        _require(1 <= self.dilation <= 8, f"MaskHeadConfig.dilation must be in 1..8, got {self.dilation}.")
-        _require(
-            1 <= self.deconv_channels <= 4096,
-            f"MaskHeadConfig.deconv_channels must be in 1..4096, got {self.deconv_channels}.",
+            len(self.conv_layers) >= 1 and all(1 <= c <= 4096 for c in widths),
+            f"MaskHeadConfig needs one or more conv_layers and widths in 1..4096, got {self.conv_layers} and "
+            f"deconv_channels {self.deconv_channels}.",
         )
 
     def mask_size(self) -> int:
@@ -249,6 +245,10 @@ class DetectorConfig:
             f"DetectorConfig.image_mean and image_std need 3 numbers each (R, G, B), the std > 0, got "
             f"{self.image_mean} and {self.image_std}.",
         )
+        self.check_heads()
+
+    def check_heads(self) -> None:
+        """The ROI heads fit the rest: conv5 on C4 only, masks on the whole 2fc detector, a box head of sane size."""
         _require(
             self.box.head != "res5" or self.neck == "c4",
             f"DetectorConfig: box.head='res5' (the conv5 head) runs on C4 and needs neck='c4', got {self.neck!r}.",
