@@ -15,9 +15,9 @@ from fpnlab.model.config import (
     MAX_HEAD_PARAMETERS,
     BoxHeadConfig,
     DetectorConfig,
+    MaskHeadConfig,
     ProposalCounts,
     RoIConfig,
-    MaskHeadConfig,
     RPNConfig,
     upgrade_flat_layout,
 )
@@ -47,7 +47,9 @@ def test_presets_match_their_purpose():
     for masked, plain in (("demo_mask", "demo"), ("gpu_mask", "gpu")):
         cfg = get_preset(masked)
         assert cfg.model.mask.enabled and cfg.model.mask.mask_size() == 28
-        assert dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, mask=MaskHeadConfig())) == get_preset(plain)
+        assert dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, mask=MaskHeadConfig())) == get_preset(
+            plain
+        )
     assert get_preset("demo_mask").model.mask.conv_layers == (64,) * 4  # as wide as its 64-channel pyramid
     colab = get_preset("colab")  # the gpu preset's detector and data, for an eighth of its images (a T4's share)
     assert colab.model == gpu and colab.dataset == get_preset("gpu").dataset
@@ -237,7 +239,9 @@ def test_warmup_may_last_from_zero_to_all_iterations():
 
 
 def test_unknown_preset_lists_the_presets():
-    with pytest.raises(FpnlabError, match=r"^unknown preset 'x'; choose one of cpu, demo, demo_mask, gpu, colab, gpu_mask, test\.$"):
+    with pytest.raises(
+        FpnlabError, match=r"^unknown preset 'x'; choose one of cpu, demo, demo_mask, gpu, colab, gpu_mask, test\.$"
+    ):
         get_preset("x")
 
 

@@ -183,6 +183,53 @@ def test_anchor_explorer_sliders(explorer):
     assert figure.axes[0].get_title() == "P4 anchors"
 
 
+# --- mask round trip --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def round_trips():
+    """Two objects on an 80 x 80 image: a 40 x 40 square (pixels 20..59) and a 2-pixel-wide ring around 40, 40."""
+    from fpnlab.teaching.mask_lessons import MaskedObject
+
+    square = torch.zeros(80, 80, dtype=torch.uint8)
+    square[20:60, 20:60] = 1
+    rows, cols = torch.meshgrid(torch.arange(80.0) + 0.5, torch.arange(80.0) + 0.5, indexing="ij")
+    radius = ((rows - 40) ** 2 + (cols - 40) ** 2).sqrt()
+    ring = ((radius >= 10) & (radius < 12)).to(torch.uint8)
+    image = torch.zeros(3, 80, 80)
+    return widgets.MaskResolutionExplorer(
+        [
+            MaskedObject(image, square, torch.tensor([20.0, 20.0, 60.0, 60.0]), "square", "large"),
+            MaskedObject(image, ring, torch.tensor([28.0, 28.0, 52.0, 52.0]), "ring", "small"),
+        ]
+    )
+
+
+def test_mask_round_trip_orders_objects_and_scales_them(round_trips):
+    assert [o.category for o in round_trips.objects] == ["ring", "square"]  # the smallest (fewest pixels) first
+    state = round_trips.update(index=1, size=56, scale=0.5)  # the square at half size: 20 x 20 pixels
+    assert int(state.mask.sum()) == 400 and state.box.tolist() == [10.0, 10.0, 30.0, 30.0]
+    assert state.crop.shape == (56, 56) and "a square (large" in state.text and f"IoU {state.iou:.3f}" in state.text
+
+
+def test_mask_round_trip_loses_a_thin_ring_at_low_resolution(round_trips):
+    """A 2 px wide ring in a 24 px box: through 7 x 7 cells of 3.4 px the band blurs into its hole and little comes
+    back; through 28 x 28 most of it does, all of it with aligned sampling (measured: 0.18, 0.66, 1.0)."""
+    coarse, fine = round_trips.update(index=0, size=7).iou, round_trips.update(index=0, size=28).iou
+    assert coarse < 0.3 and 0.6 < fine < 0.9
+    aligned = round_trips.update(index=0, size=28, aligned=True)
+    assert aligned.iou > fine and "aligned sampling" in aligned.text
+
+
+def test_mask_round_trip_controls_update_the_state(round_trips):
+    panel = round_trips.widget()
+    panel.controls["index"].value = 1
+    panel.controls["size"].value = 14
+    assert (panel.state.index, panel.state.size) == (1, 14) and panel.state.crop.shape == (14, 14)
+    figure = round_trips.render(panel.state)
+    assert figure.axes[1].get_title() == "14 x 14 target"
+
+
 # --- display, as a notebook shows a panel ----------------------------------------------------------
 
 SHOW = """

@@ -43,6 +43,7 @@ FORMAT = "fpnlab-checkpoint"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
 DEMO_CHECKPOINT = REPO / "data" / "checkpoints" / "demo.pt"
+DEMO_MASK_CHECKPOINT = REPO / "data" / "checkpoints" / "demo_mask.pt"  # the demo detector with the mask head
 TRAINING_STATE = ("optimizer", "scheduler", "scaler", "rng", "data_position")
 
 

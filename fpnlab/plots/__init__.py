@@ -8,6 +8,7 @@ The numbers come from the stage modules; these functions only draw.
     base       panels, images, boxes, feature maps as images, the lab's colours
     data       image grids with boxes, object sizes by COCO bucket
     pyramid    feature maps by level, the pyramid, ROIs per level
+    masks      mask targets inside their ROIs, a mask head's output per class, masks by level, segment proposals
     rpn        anchors, best IoU per object, objectness maps, before/after panels, anchor labels, refinement
     results    loss curves, metric bars, ablations beside the paper, detection galleries, save_detections
 """
@@ -24,6 +25,7 @@ from fpnlab.plots.base import (
     to_numpy_image,
 )
 from fpnlab.plots.data import image_grid, size_histogram
+from fpnlab.plots.masks import class_channels, masks_by_level, roi_mask_targets, segment_proposals_by_level
 from fpnlab.plots.pyramid import draw_pyramid, feature_grid, level_histogram, pyramid_figure
 from fpnlab.plots.results import ablation_bars, detection_gallery, loss_curves, metrics_bars, save_detections
 from fpnlab.plots.rpn import (
@@ -44,6 +46,7 @@ __all__ = [
     "anchors_figure",
     "boxes_panels",
     "category_color",
+    "class_channels",
     "detection_gallery",
     "draw_boxes",
     "draw_masks",
@@ -55,11 +58,14 @@ __all__ = [
     "image_panels",
     "level_histogram",
     "loss_curves",
+    "masks_by_level",
     "metrics_bars",
     "new_figure",
     "objectness_maps",
     "pyramid_figure",
     "refinement",
+    "roi_mask_targets",
+    "segment_proposals_by_level",
     "save_detections",
     "show_image",
     "size_histogram",

@@ -164,6 +164,20 @@ def level_explorer_of_05(page: Page) -> None:
     expect_text(page, r"on P2 \d+\.\d x \d+\.\d")
 
 
+@widget_check("09_masks_from_the_pyramid", widgets.MaskResolutionExplorer)
+def mask_round_trip_of_09(page: Page) -> None:
+    """The object slider's end (the largest of shapes-mini val's 802 objects), the resolution dropdown, the sampling
+    checkbox: the text names the object and M, and a large object keeps IoU >= 0.95 at 28 x 28 (tests/test_masks.py
+    measures 0.985 on average for large objects)."""
+    press(page, "object (smallest first)", "End")
+    expect_text(page, r"object 801: a \w+ \(large in COCO's buckets\)")
+    expect_text(page, r"28 x 28 crop -> pasted back: IoU 0\.9[5-9]\d")
+    page.locator(".widget-dropdown select").last.select_option(label="7")
+    expect_text(page, r"7 x 7 crop -> pasted back: IoU 0\.\d{3}")
+    page.locator(".widget-checkbox input").last.check()
+    expect_text(page, r"\(aligned sampling\)")
+
+
 def widget_classes() -> set[type]:
     """Every explorer the package offers: a class of fpnlab.teaching.widgets with a widget() method."""
     return {value for value in vars(widgets).values() if isinstance(value, type) and hasattr(value, "widget")}

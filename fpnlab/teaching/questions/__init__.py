@@ -12,7 +12,7 @@ question then shows it. A few are warm-ups (one multiplication) or reasoning (wo
 A prediction may be typed as the student likes: numbers as int, float, Fraction, Decimal, numpy or torch
 scalars, one-element tensors or arrays, or strings ("0.5", "1/2", "19,200"); a level as "P4", "p4" or 4;
 a choice in any case (answers.py, fpnlab.typed_answer). The questions themselves: pyramid.py (notebooks
-00-03), detector.py (04-08).
+00-03), detector.py (04-08), masks.py (09).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from collections import Counter
 from typing import Any
 
 from fpnlab.errors import FpnlabError
-from fpnlab.teaching.questions import detector, pyramid
+from fpnlab.teaching.questions import detector, masks, pyramid
 from fpnlab.teaching.questions.answers import read_prediction
 from fpnlab.teaching.questions.question import Question
 
-QUESTIONS: dict[str, Question] = {**pyramid.QUESTIONS, **detector.QUESTIONS}  # in notebook order
+QUESTIONS: dict[str, Question] = {**pyramid.QUESTIONS, **detector.QUESTIONS, **masks.QUESTIONS}  # notebook order
 
 _wrong: Counter[str] = Counter()  # wrong answers so far, per question, in this session
 

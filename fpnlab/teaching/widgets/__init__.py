@@ -5,6 +5,7 @@
     level_assignment   LevelAssignmentExplorer: Eq. 1's level and RoIAlign crop for an ROI size (notebook 05)
     feature_browser    FeatureMapBrowser: feature maps by level and channel (notebooks 01, 02)
     anchor_explorer    AnchorExplorer: anchors by level, position and aspect ratio (notebook 03)
+    mask_round_trip    MaskResolutionExplorer: an object's mask through an M x M grid and back (notebook 09)
 
 Every explorer is a small class with three parts:
 
@@ -24,6 +25,7 @@ nothing here re-implements them.
 from fpnlab.teaching.widgets.anchor_explorer import AnchorExplorer, AnchorView
 from fpnlab.teaching.widgets.feature_browser import FeatureMapBrowser, FeatureView
 from fpnlab.teaching.widgets.level_assignment import FARTHEST, LevelAssignmentExplorer, LevelState
+from fpnlab.teaching.widgets.mask_round_trip import MaskResolutionExplorer, RoundTrip
 from fpnlab.teaching.widgets.panel import Panel, slider
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
     "FeatureView",
     "LevelAssignmentExplorer",
     "LevelState",
+    "MaskResolutionExplorer",
     "Panel",
+    "RoundTrip",
     "slider",
 ]
