@@ -320,6 +320,18 @@ def test_demo_model_is_the_shipped_detector():
     assert DEMO_CHECKPOINT.stat().st_size <= 10 * 2**20
 
 
+def test_demo_mask_model_is_the_shipped_mask_rcnn_and_detects_masks():
+    if not demo.DEMO_MASK_CHECKPOINT.is_file():
+        pytest.skip(f"{demo.DEMO_MASK_CHECKPOINT} is not in this checkout")
+    model = demo.demo_mask_model()
+    assert model.categories == list(CATEGORIES) and model.config.mask.enabled
+    assert demo.DEMO_MASK_CHECKPOINT.stat().st_size <= 10 * 2**20
+    image = torch.zeros(3, 160, 160)
+    image[:, 40:120, 40:120] = 1.0  # one white square on black
+    found = model.eval()([image])[0]
+    assert found["masks"].shape == (len(found["boxes"]), 1, 160, 160)
+
+
 def test_demo_model_falls_back_to_training_when_the_file_is_missing(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo, "DEMO_CHECKPOINT", tmp_path / "absent.pt")
     monkeypatch.setitem(PRESETS, "cpu", dataclasses.replace(PRESETS["test"], iterations=2))  # "briefly", in test time

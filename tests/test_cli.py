@@ -13,11 +13,16 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from fpnlab.cli import main
-from fpnlab.data import shapes_mini
+from fpnlab.data import CATEGORIES, shapes_mini
+from fpnlab.data.images import read_image
+from fpnlab.engine.checkpoint import DEMO_MASK_CHECKPOINT, load_model
+from fpnlab.engine.inference import detect
+from fpnlab.plots import save_detections
 
 
 def fpnlab(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -108,6 +113,21 @@ def test_eval_and_detect_use_the_exported_model(trained, tmp_path):
     assert "detection(s)" in result.stdout
     with Image.open(out) as png, Image.open(image) as photo:
         assert png.format == "PNG" and png.size == photo.size
+
+
+def test_detect_draws_the_masks_of_a_mask_rcnn(tmp_path):
+    """The shipped Mask R-CNN on a val image: each detection's mask is filled in its class's colour, so the PNG
+    differs from the same detections drawn as boxes only inside the objects, not just along box edges."""
+    image_file = shapes_mini().val_images / "000007.jpg"
+    result = fpnlab("detect", image_file, "--checkpoint", DEMO_MASK_CHECKPOINT, "--out", tmp_path / "masks.png")
+    assert result.returncode == 0, result.stderr
+    image, _ = read_image(image_file)
+    found = detect(load_model(DEMO_MASK_CHECKPOINT), image)
+    save_detections(image, {k: v for k, v in found.items() if k != "masks"}, list(CATEGORIES), tmp_path / "boxes.png")
+    with Image.open(tmp_path / "masks.png") as masked, Image.open(tmp_path / "boxes.png") as boxed:
+        differs = np.asarray(masked.convert("RGB"), dtype=int) != np.asarray(boxed.convert("RGB"), dtype=int)
+    covered = (found["masks"][:, 0] >= 0.5).any(0).float().mean()  # the share of pixels some mask covers
+    assert len(found["boxes"]) >= 3 and differs.any(axis=-1).mean() > 0.5 * float(covered) > 0.05
 
 
 def test_resuming_with_another_model_is_a_clear_mismatch(trained):

@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         shutdown()
     if rank != 0:
         return 0
-    print(format_table(record["coco_metrics"], title=f"COCO box metrics, {record['dataset']} {args.split}"))
+    kinds = "box and mask" if "mask_AP" in record["coco_metrics"] else "box"
+    print(format_table(record["coco_metrics"], title=f"COCO {kinds} metrics, {record['dataset']} {args.split}"))
     if args.proposals:
         print(format_table(record["proposal_recall"], title="\nRPN proposal recall"))
     if args.levels:

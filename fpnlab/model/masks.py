@@ -35,8 +35,8 @@ def project_masks(gt_masks: Tensor, boxes: Tensor, matched: Tensor, size: int, a
     """Each ROI's training target: gt_masks (G, H, W) of one image, boxes (P, 4) in its pixels, matched
     (P,) the gt index of each ROI -> (P, size, size) in [0, 1], the matched mask seen through the ROI.
 
-    aligned=False is torchvision's (and the detector's) RoIAlign: it samples half a pixel up and left of
-    the pixel centres, so a target is shifted by half a pixel against paste_masks; aligned=True does not."""
+    aligned=False is torchvision's (and the detector's) RoIAlign: it samples half a pixel right of and below
+    where aligned=True does, so a target's content sits half a pixel up and left against paste_masks."""
     # BEGIN UNIT mask_targets
     rois = torch.cat([matched.to(boxes)[:, None], boxes], dim=1)  # (P, 5): the gt mask is the "image" index
     return roi_align(gt_masks[:, None].to(boxes), rois, size, 1.0, aligned=aligned)[:, 0]  # (P, size, size)
