@@ -6,12 +6,10 @@ import dataclasses
 import pytest
 import torch
 from torchvision.models.detection import maskrcnn_resnet50_fpn
-from torchvision.models.detection.roi_heads import paste_masks_in_image, project_masks_on_boxes
 
 from fpnlab.errors import DataError
 from fpnlab.model.config import DetectorConfig, MaskHeadConfig, ProposalCounts
 from fpnlab.model.detector import build_detector
-from fpnlab.model.masks import paste_masks, project_masks
 from fpnlab.model.torchvision_port import from_torchvision, torchvision_state_dict
 from tests.test_detector import TINY, assert_same_detections, calibrate, images_of, rows, shapes_batch
 
@@ -104,20 +102,6 @@ def test_training_losses_equal_torchvision_for_the_same_seed(pair):
     assert 0.1 < losses["loss_mask"] < 2.0  # a real BCE, not the zero of no positives
     for name in expected:
         torch.testing.assert_close(losses[name], expected[name], atol=1e-6, rtol=1e-5)
-
-
-def test_mask_geometry_equals_torchvision_on_hand_made_cases():
-    gen = torch.Generator().manual_seed(0)
-    gt = (torch.rand(3, 60, 80, generator=gen) > 0.5).float()
-    boxes = torch.tensor([[0.0, 0.0, 80.0, 60.0], [10.5, 5.2, 30.7, 44.1], [-5.0, 50.0, 20.0, 70.0]])
-    matched = torch.tensor([2, 0, 1])
-    torch.testing.assert_close(project_masks(gt, boxes, matched, 28), project_masks_on_boxes(gt, boxes, matched, 28))
-    probabilities = torch.rand(3, 1, 28, 28, generator=gen)
-    for size in [(60, 80), (13, 17)]:  # boxes inside, across and beyond the image
-        torch.testing.assert_close(
-            paste_masks(probabilities, boxes, size), paste_masks_in_image(probabilities, boxes, size)
-        )
-    assert paste_masks(probabilities[:0], boxes[:0], (5, 6)).shape == (0, 1, 5, 6)
 
 
 def test_a_small_mask_rcnn_trains_from_scratch_and_detects_masks():

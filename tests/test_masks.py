@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -12,7 +11,6 @@ from fpnlab.data.transforms import RandomHorizontalFlip, ResizeShorterSide
 from fpnlab.engine.coco_scores import mask_rle, with_mask_rles
 from fpnlab.engine.evaluate import MASK_METRICS, detection_metrics
 from fpnlab.errors import DataError
-from fpnlab.model.masks import crop_and_paste, expand_boxes, mask_iou, mask_loss, paste_masks, project_masks
 from fpnlab.teaching.mask_lessons import round_trip_iou
 
 
@@ -76,42 +74,6 @@ def test_shapes_mini_gives_a_mask_inside_each_box():
         assert mask.sum() > 0.5 * (x2 - x1) * (y2 - y1) * 0.3  # not a sliver: at least some of the box
 
 
-def test_mask_geometry_by_hand():
-    masks = torch.zeros(1, 8, 8)
-    masks[0, 2:6, 2:6] = 1  # pixels 2..5
-    # aligned=False samples at 2.5, 3.5, 4.5, 5.5 in pixel-index coordinates: the last sample lies halfway between
-    # pixel 5 (object) and pixel 6 (background), so the last row and column are 0.5 and the corner 0.25
-    expected = torch.ones(1, 4, 4)
-    expected[0, 3], expected[0, :, 3], expected[0, 3, 3] = 0.5, 0.5, 0.25
-    assert torch.equal(project_masks(masks, torch.tensor([[2.0, 2.0, 6.0, 6.0]]), torch.tensor([0]), 4), expected)
-    left = torch.zeros(1, 4, 8)
-    left[0, :, :2] = 1
-    crop = project_masks(left, torch.tensor([[0.0, 0.0, 4.0, 4.0]]), torch.tensor([0]), 4, aligned=True)
-    assert crop[0, 0].tolist() == [1.0, 1.0, 0.0, 0.0]  # aligned: sample centres 0.5..3.5 on pixel centres
-    assert torch.equal(
-        expand_boxes(torch.tensor([[0.0, 0.0, 10.0, 4.0]]), 1.5), torch.tensor([[-2.5, -1.0, 12.5, 5.0]])
-    )
-    logits = torch.tensor([[[[0.0]], [[2.0]]]])  # 1 ROI, 2 classes, 1 x 1 mask
-    target = torch.tensor([[[1.0]]])
-    assert float(mask_loss(logits, target, torch.tensor([1]))) == pytest.approx(np.log(1 + np.exp(-2.0)))
-    assert float(mask_loss(logits, target, torch.tensor([0]))) == pytest.approx(np.log(2.0))
-    empty = mask_loss(
-        torch.zeros(0, 2, 4, 4, requires_grad=True), torch.zeros(0, 4, 4), torch.zeros(0, dtype=torch.int64)
-    )
-    assert float(empty) == 0.0 and empty.requires_grad
-    # a mask of ones pasted at a 4 x 4 box: padding 1 grows the box by 6/4 -> 6 x 6 pixels, ramping at the edge
-    pasted = paste_masks(torch.ones(1, 1, 4, 4), torch.tensor([[2.0, 2.0, 6.0, 6.0]]), (10, 10))[0, 0]
-    assert (pasted >= 0.5).sum() == 25 and pasted[0].sum() == 0 and pasted[4, 4] == 1.0
-
-
-def test_mask_iou_by_hand():
-    a = torch.zeros(2, 4, 4, dtype=torch.bool)
-    a[0, :2] = True  # 8 pixels
-    b = torch.zeros(1, 4, 4, dtype=torch.bool)
-    b[0, :, :2] = True  # 8 pixels, 4 shared with a[0]
-    assert mask_iou(a, b)[:, 0].tolist() == pytest.approx([4 / 12, 0.0])
-
-
 def test_crop_then_paste_keeps_every_class_and_size_of_shapes_mini():
     """detectron2's crop-paste consistency check on the lab's data, at the detector's input scale (320 px): a mask
     RoIAligned to 28 x 28 in its box and pasted back overlaps the original by IoU > 0.9 on average for every class
@@ -129,16 +91,6 @@ def test_crop_then_paste_keeps_every_class_and_size_of_shapes_mini():
     small = {c: row["small"] for c, row in torchvision_pair.items()}
     assert min(small, key=small.get) == "ring" and small["ring"] < 0.9 < small["circle"]
     assert all(torchvision_pair[c]["small"] < aligned[c]["small"] for c in aligned)  # the half pixel costs every class
-
-
-def test_crop_and_paste_of_a_box_shaped_mask():
-    """A 32 x 16 rectangle filling its box comes back with its 16 rows and 34 columns: the paste works in whole
-    pixels (the grown box truncated to integers, x1..x2 inclusive), which here adds a column on each side."""
-    mask = torch.zeros(1, 40, 40, dtype=torch.uint8)
-    mask[0, 8:24, 4:36] = 1
-    back = crop_and_paste(mask, torch.tensor([[4.0, 8.0, 36.0, 24.0]]), 28, aligned=True)
-    assert int(back.sum()) == 16 * 34 and back[0, 8:24, 3:37].all()
-    assert float(mask_iou(back, mask)[0, 0]) == pytest.approx(512 / 544)
 
 
 def test_mask_ap_of_perfect_and_of_wrong_masks():

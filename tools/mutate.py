@@ -46,6 +46,7 @@ TESTS = {
     "model/rpn": ["tests/test_rpn.py"],
     "model/roi_heads": ["tests/test_roi_heads.py"],
     "model/res5_head": ["tests/test_res5_head.py"],
+    "model/masks": ["tests/test_mask_geometry.py"],
     "overrides": ["tests/test_config.py"],
     "engine/presets": ["tests/test_config.py"],
     "model/config": ["tests/test_config.py", "tests/test_checkpoint.py"],

@@ -28,7 +28,7 @@ def roi_mask_targets(image: Tensor, boxes: Tensor, targets: Tensor, titles: Sequ
     for column, (crop, target, title) in enumerate(zip(crops, targets, titles)):
         axes[0, column].imshow(to_numpy_image(crop), interpolation="nearest")
         axes[0, column].set_title(title, fontsize=9)
-        axes[1, column].imshow(target.cpu(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axes[1, column].imshow(target.cpu().numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         axes[1, column].set_title(f"{m} x {m} target", fontsize=9)
         _bare(axes[0, column])
         _bare(axes[1, column])
@@ -40,7 +40,7 @@ def class_channels(probabilities: Tensor, categories: Sequence[str], detected: i
     the detected class's panel is framed; the others the head was never trained to match on this object."""
     fig, axes = new_figure(1, len(categories), (size, size))
     for label, (ax, name) in enumerate(zip(axes.flat, categories), start=1):
-        ax.imshow(probabilities[label].cpu(), cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(probabilities[label].cpu().numpy(), cmap="magma", vmin=0, vmax=1, interpolation="nearest")
         chosen = label == detected
         ax.set_title(name + (" (detected)" if chosen else ""), fontsize=9, fontweight="bold" if chosen else "normal")
         _bare(ax)

@@ -71,10 +71,10 @@ class MaskResolutionExplorer:
             (axes[0], state.mask, "true mask"),
             (axes[2], state.back, f"pasted back: IoU {state.iou:.2f}"),
         ):
-            ax.imshow(picture[view[1] : view[3], view[0] : view[2]].float(), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(picture[view[1] : view[3], view[0] : view[2]].float().numpy(), cmap="gray", vmin=0, vmax=1)
             plots.draw_boxes(ax, (state.box - torch.tensor(view[:2] * 2))[None], color="yellow", linewidth=1.0)
             ax.set_title(title, fontsize=10)
-        axes[1].imshow(state.crop, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axes[1].imshow(state.crop.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         axes[1].set_title(f"{state.size} x {state.size} target", fontsize=10)
         for ax in axes:
             ax.set_xticks([])
