@@ -1,6 +1,7 @@
 """Masks as data (COCO polygons and RLE, transforms), mask geometry worked by hand, mask AP, crop-then-paste."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,9 +10,19 @@ from fpnlab.data import load_split
 from fpnlab.data.coco import CocoDetection
 from fpnlab.data.transforms import RandomHorizontalFlip, ResizeShorterSide
 from fpnlab.engine.coco_scores import mask_rle, with_mask_rles
+from fpnlab.engine.demo import demo_mask_model
 from fpnlab.engine.evaluate import MASK_METRICS, detection_metrics
 from fpnlab.errors import DataError
-from fpnlab.teaching.mask_lessons import round_trip_iou
+from fpnlab.teaching.mask_lessons import (
+    MaskHeadView,
+    channel_ious,
+    channel_summary,
+    mask_minus_box,
+    round_trip_iou,
+    segment_table,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_dataset(tmp_path, segmentations, size=(20, 30)):
@@ -109,3 +120,34 @@ def test_mask_ap_of_perfect_and_of_wrong_masks():
     assert perfect["AP"] == pytest.approx(1.0) and perfect["mask_AP"] == pytest.approx(1.0)
     wrong = detection_metrics(shifted, dataset)
     assert wrong["AP"] == pytest.approx(1.0) and wrong["mask_AP"] < 0.2  # right boxes, masks 40 px away
+
+
+def test_channel_ious_score_each_class_channel_against_the_object_by_hand():
+    """One detection exactly on a 28 x 28 object filling its box. The truth seen through the box (torchvision's
+    sampling) keeps 783 of 784 cells: the far corner samples a quarter inside, under 0.5. So the all-ones channel
+    has IoU 783 / 784, the empty one 0, the left half 392 / 783; a detection off every object gets None."""
+    probabilities = torch.zeros(2, 4, 28, 28)
+    probabilities[0, 1] = 1.0  # class 1: the whole box
+    probabilities[0, 3, :, :14] = 1.0  # class 3: its left half
+    view = MaskHeadView(
+        {"boxes": torch.tensor([[10.0, 10.0, 38.0, 38.0], [60.0, 60.0, 70.0, 70.0]]), "labels": torch.tensor([1, 2])},
+        probabilities,
+        torch.tensor([3, 2]),
+    )
+    masks = torch.zeros(1, 80, 80, dtype=torch.uint8)
+    masks[0, 10:38, 10:38] = 1
+    target = {"boxes": torch.tensor([[10.0, 10.0, 38.0, 38.0]]), "masks": masks}
+    assert channel_ious(view, target, 0) == pytest.approx([783 / 784, 0.0, 392 / 783])
+    assert channel_ious(view, target, 1) is None
+
+
+def test_the_lessons_read_from_the_records():
+    record = {"coco_metrics": {"AP_s": 0.30, "mask_AP_s": 0.20, "AP": 0.25, "mask_AP": 0.24}}
+    assert mask_minus_box(record, "AP_s") == pytest.approx(-0.10) and mask_minus_box(record) == pytest.approx(-0.01)
+    table = segment_table(json.loads((ROOT / "results" / "segment_proposals_cpu.json").read_text()))
+    assert table.count("fpn minus single") == 2 and "paper fpn" in table and "43.4" in table
+
+
+def test_channel_summary_of_the_shipped_mask_rcnn_is_consistent():
+    summary = channel_summary(demo_mask_model(), load_split("shapes-mini", "val", masks=True), images=5)
+    assert 0 < summary.best <= summary.detections and 0 <= summary.mean_gap <= summary.mean_spread <= 1

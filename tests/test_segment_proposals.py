@@ -3,13 +3,24 @@ each checked against numbers worked out by hand."""
 
 from __future__ import annotations
 
+import json
+import shlex
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from fpnlab.data import load_split
 from fpnlab.engine.coco_scores import mask_rle
-from fpnlab.engine.segments import build_proposer, fpn_minus_single, mask_recall, summary, train_segment_proposer
+from fpnlab.engine.segments import (
+    build_proposer,
+    fpn_minus_single,
+    mask_recall,
+    parse_arguments,
+    summary,
+    train_segment_proposer,
+)
 from fpnlab.model.matching import BalancedPositiveNegativeSampler
 from fpnlab.model.segment_proposals import (
     Candidates,
@@ -238,3 +249,15 @@ def test_the_record_summarises_the_seeds():
     assert table["fpn"]["train_s"]["mean"] == 15.0
     delta = fpn_minus_single(runs)["AR@1000"]
     assert delta["delta"] == pytest.approx((0.1 + 0.4) / 2) and (delta["fpn_higher"], delta["seeds"]) == (2, 2)
+
+
+def test_the_results_readme_command_is_the_records_and_the_parser_takes_it():
+    root = Path(__file__).resolve().parent.parent
+    row = next(
+        line for line in (root / "results" / "README.md").read_text().splitlines() if "segment_proposals_cpu" in line
+    )
+    command = row.split("`")[-2]  # the row's last code span: the command that remakes the record
+    assert command == json.loads((root / "results" / "segment_proposals_cpu.json").read_text())["command"]
+    args = parse_arguments(shlex.split(command)[3:])  # after "python -m fpnlab.engine.segments"
+    assert (args.variants, args.seeds, args.unseen_seeds, args.iterations) == ("fpn,single", "0,1,2", "3,4", 600)
+    assert args.result == "segment_proposals_cpu"

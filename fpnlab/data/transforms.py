@@ -16,6 +16,7 @@ from PIL import Image
 from torch import Tensor
 
 from fpnlab.data.images import to_tensor
+from fpnlab.model.transform import resize_masks
 
 Target = dict[str, Any]
 
@@ -96,9 +97,3 @@ class ResizeShorterSide:
 
     def __repr__(self) -> str:
         return f"ResizeShorterSide(min_size={self.min_size}, max_size={self.max_size})"
-
-
-def resize_masks(masks: Tensor, size: tuple[int, int]) -> Tensor:
-    """(N, H, W) uint8 masks -> (N, h, w), nearest neighbour (each output pixel copies the input pixel its
-    centre falls in), as torchvision resizes a target's masks."""
-    return F.interpolate(masks[:, None].float(), size=size)[:, 0].to(masks.dtype)

@@ -151,56 +151,40 @@ CPU_MASK_MODEL = dataclasses.replace(
     CPU_MODEL, mask=MaskHeadConfig(enabled=True, conv_layers=(64, 64, 64, 64), deconv_channels=64)
 )
 
+# Batches of 2: on a CPU, twice the SGD steps for the same compute beat batches of 4 (AP50 0.33 vs 0.21
+# after 2400 images; BatchNorm still sees 2 x 64 x 64 positions per channel at C2).
+CPU_PRESET = TrainConfig(
+    dataset="shapes-mini",
+    model=CPU_MODEL,
+    iterations=1200,
+    batch_size=2,
+    lr=0.03,
+    warmup_iterations=100,
+    schedule="cosine",
+    checkpoint_every=200,
+    log_every=10,
+)
+DEMO_PRESET = dataclasses.replace(CPU_PRESET, iterations=3000, checkpoint_every=500)  # the cpu preset, longer
+# ResNet-50 FPN on `fpnlab make-data --out data/shapes --train 4000 --val 500` (512 px images),
+# sized for about 12 minutes on one H100 in bf16: 16 images x 3000 iterations = 12 epochs.
+GPU_PRESET = TrainConfig(
+    dataset="data/shapes",
+    model=GPU_MODEL,
+    iterations=3000,
+    batch_size=16,
+    lr=0.04,
+    warmup_iterations=300,
+    schedule="cosine",
+    num_workers=8,
+    checkpoint_every=500,
+    log_every=20,
+)
+
 PRESETS: dict[str, TrainConfig] = {
-    # Batches of 2: on a CPU, twice the SGD steps for the same compute beat batches of 4 (AP50 0.33 vs 0.21
-    # after 2400 images; BatchNorm still sees 2 x 64 x 64 positions per channel at C2).
-    "cpu": TrainConfig(
-        dataset="shapes-mini",
-        model=CPU_MODEL,
-        iterations=1200,
-        batch_size=2,
-        lr=0.03,
-        warmup_iterations=100,
-        schedule="cosine",
-        checkpoint_every=200,
-        log_every=10,
-    ),
-    "demo": TrainConfig(
-        dataset="shapes-mini",
-        model=CPU_MODEL,
-        iterations=3000,
-        batch_size=2,
-        lr=0.03,
-        warmup_iterations=100,
-        schedule="cosine",
-        checkpoint_every=500,
-        log_every=10,
-    ),
-    "demo_mask": TrainConfig(
-        dataset="shapes-mini",
-        model=CPU_MASK_MODEL,
-        iterations=3000,
-        batch_size=2,
-        lr=0.03,
-        warmup_iterations=100,
-        schedule="cosine",
-        checkpoint_every=500,
-        log_every=10,
-    ),
-    # ResNet-50 FPN on `fpnlab make-data --out data/shapes --train 4000 --val 500` (512 px images),
-    # sized for about 12 minutes on one H100 in bf16: 16 images x 3000 iterations = 12 epochs.
-    "gpu": TrainConfig(
-        dataset="data/shapes",
-        model=GPU_MODEL,
-        iterations=3000,
-        batch_size=16,
-        lr=0.04,
-        warmup_iterations=300,
-        schedule="cosine",
-        num_workers=8,
-        checkpoint_every=500,
-        log_every=20,
-    ),
+    "cpu": CPU_PRESET,
+    "demo": DEMO_PRESET,
+    "demo_mask": dataclasses.replace(DEMO_PRESET, model=CPU_MASK_MODEL),
+    "gpu": GPU_PRESET,
     # Colab's free T4 (16 GB, 2 CPU cores, fp16 with a GradScaler): the gpu preset's detector and data, an eighth
     # of its images (8 x 750 = 6000, 1.5 epochs), lr scaled with the batch; about 15 minutes (estimated_minutes).
     # A checkpoint every 250 iterations: a session that disconnects resumes from at most ~5 minutes back.
@@ -217,17 +201,8 @@ PRESETS: dict[str, TrainConfig] = {
         log_every=10,
     ),
     # The gpu preset as Mask R-CNN: its data hold a polygon per object too, so only the head is added.
-    "gpu_mask": TrainConfig(
-        dataset="data/shapes",
-        model=dataclasses.replace(GPU_MODEL, mask=MaskHeadConfig(enabled=True)),
-        iterations=3000,
-        batch_size=16,
-        lr=0.04,
-        warmup_iterations=300,
-        schedule="cosine",
-        num_workers=8,
-        checkpoint_every=500,
-        log_every=20,
+    "gpu_mask": dataclasses.replace(
+        GPU_PRESET, model=dataclasses.replace(GPU_MODEL, mask=MaskHeadConfig(enabled=True))
     ),
     "test": TrainConfig(
         dataset="shapes-mini",

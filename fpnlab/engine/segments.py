@@ -285,8 +285,8 @@ def segment_ablation(
     return record
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """The command line: train and score the variants on the seeds, print the summary, write the record."""
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line's options (`python -m fpnlab.engine.segments --help`)."""
     parser = argparse.ArgumentParser(prog="python -m fpnlab.engine.segments", description=segment_ablation.__doc__)
     parser.add_argument("--variants", default="fpn,single", help="comma-separated: fpn, single")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds the settings were chosen on")
@@ -296,7 +296,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--hidden", type=int, default=HIDDEN)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--result", default=None, help="record name: results/<name>.json")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """The command line: train and score the variants on the seeds, print the summary, write the record."""
+    args = parse_arguments(argv)
     torch.set_num_threads(args.threads)
     record = segment_ablation(
         args.variants.split(","),

@@ -88,7 +88,7 @@ class FPNDetector(nn.Module):
         self.rpn = build_rpn(config)
         self.roi_heads = None if config.rpn_only else build_roi_heads(config, conv5)
         if config.mask.enabled:  # masks (D, 1, 28, 28) go back into each input image at their boxes
-            self.transform.instance_fields["masks"] = lambda masks, boxes, size: paste_masks(masks, boxes, size)
+            self.transform.instance_fields["masks"] = paste_masks
 
     def forward(
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None

@@ -71,8 +71,8 @@ class DetectionTransform(nn.Module):
                 for t, image, size in zip(targets, images, sizes)
             ]
             for target, size in zip(targets, sizes):
-                if "masks" in target:  # nearest neighbour to the resized image's size, as torchvision
-                    target["masks"] = F.interpolate(target["masks"][:, None].float(), size=size)[:, 0].byte()
+                if "masks" in target:
+                    target["masks"] = resize_masks(target["masks"], size)
         return ImageBatch(self.pad(resized), sizes), targets
 
     def normalize(self, image: Tensor) -> Tensor:
@@ -153,3 +153,9 @@ def resize_boxes(boxes: Tensor, old_size: tuple[int, int], new_size: tuple[int, 
     )  # float32 ratios, as torchvision computes them
     x1, y1, x2, y2 = boxes.unbind(1)
     return torch.stack([x1 * ratio_w, y1 * ratio_h, x2 * ratio_w, y2 * ratio_h], dim=1)
+
+
+def resize_masks(masks: Tensor, size: tuple[int, int]) -> Tensor:
+    """(N, H, W) masks -> (N, h, w), nearest neighbour (each output pixel copies the input pixel its centre falls
+    in), as torchvision resizes a target's masks with its image; the dtype is kept."""
+    return F.interpolate(masks[:, None].float(), size=size)[:, 0].to(masks.dtype)

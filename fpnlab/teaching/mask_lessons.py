@@ -6,6 +6,7 @@
     mask_minus_box(record, metric)     a stored evaluation's mask AP minus its box AP (e.g. "AP_s")
     mask_head_view(model, image)       a Mask R-CNN's detections with every class's mask and each mask ROI's level
     channel_ious(view, target, d)      each class channel's mask of detection d against the object it found
+    channel_summary(model, dataset)    over 20 images: how often the detected class's channel is the best mask
     segment_table(record)              the stored segment-proposal runs beside the paper's Table 6, as text
 
 A perfect mask head can do no better than the round trip: its 28 x 28 output is pasted back exactly so.
@@ -26,11 +27,10 @@ from fpnlab.ablation.paper import PAPER_TABLE6
 from fpnlab.ablation.report import compare_rows
 from fpnlab.data import load_split
 from fpnlab.data.coco import AREA_RANGES
-from fpnlab.data.transforms import resize_masks
 from fpnlab.model.boxes import box_iou
 from fpnlab.model.detector import FPNDetector
 from fpnlab.model.masks import MASK_THRESHOLD, crop_and_paste, mask_iou, project_masks
-from fpnlab.model.transform import ImageBatch, resize_boxes
+from fpnlab.model.transform import ImageBatch, resize_boxes, resize_masks
 
 DETECTOR_SCALE = 2.0  # the CPU detector's input: shapes-mini's 160 px images resized to 320 px
 
@@ -47,6 +47,13 @@ class MaskHeadView(NamedTuple):
     detections: dict[str, Tensor]  # boxes, labels, scores, masks (D, 1, H, W): in the input image's pixels
     probabilities: Tensor  # (D, K, M, M) the head's mask of every class for each detection
     levels: Tensor  # (D,) the level k Eq. 1 pools each detection's mask ROI from
+
+
+class ChannelSummary(NamedTuple):
+    best: int  # detections whose detected class's channel is the best mask (ties count)
+    detections: int  # detections overlapping an object by box IoU >= 0.5
+    mean_gap: float  # mean IoU of the best channel minus the detected class's
+    mean_spread: float  # mean IoU of the best channel minus the worst
 
 
 def size_bucket(area: float) -> str:
@@ -124,6 +131,23 @@ def channel_ious(view: MaskHeadView, target: dict[str, Tensor], index: int) -> l
     truth = project_masks(target["masks"].float(), box, overlaps.argmax()[None], size)[0] >= MASK_THRESHOLD
     channels = view.probabilities[index, 1:].cpu() >= MASK_THRESHOLD  # (K - 1, M, M)
     return mask_iou(channels, truth[None])[:, 0].tolist()
+
+
+def channel_summary(model: FPNDetector, dataset: Any, images: int = 20) -> ChannelSummary:
+    """channel_ious of every detection scoring >= 0.5 on the first `images` images of a masks=True dataset."""
+    device = next(model.parameters()).device
+    best, gaps, spreads = 0, [], []
+    for index in range(images):
+        image, target = dataset[index]
+        view = mask_head_view(model, image.to(device))
+        for detection in range(len(view.detections["boxes"])):
+            ious = channel_ious(view, target, detection)
+            if ious is not None:
+                own = ious[int(view.detections["labels"][detection]) - 1]
+                best += int(own >= max(ious) - 1e-6)
+                gaps.append(max(ious) - own)
+                spreads.append(max(ious) - min(ious))
+    return ChannelSummary(best, len(gaps), sum(gaps) / max(len(gaps), 1), sum(spreads) / max(len(spreads), 1))
 
 
 SEGMENT_COLUMNS = ("AR@100", "AR@1000", "AR_s@1000", "AR_m@1000", "AR_l@1000")

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from fpnlab import plots
 from fpnlab.model.masks import crop_and_paste, mask_iou, project_masks
+from fpnlab.model.transform import resize_masks
 from fpnlab.teaching.mask_lessons import MaskedObject
 from fpnlab.teaching.widgets.panel import Panel, slider
 
@@ -45,7 +46,7 @@ class MaskResolutionExplorer:
         """The round trip of object `index` at M = `size`, its image resized by `scale` (nearest neighbour)."""
         obj = self.objects[index]
         height, width = (max(1, round(side * scale)) for side in obj.mask.shape)
-        mask = torch.nn.functional.interpolate(obj.mask[None, None].float(), size=(height, width))[0, 0].byte()
+        mask = resize_masks(obj.mask[None], (height, width))[0]
         box = obj.box * torch.tensor([width / obj.mask.shape[1], height / obj.mask.shape[0]] * 2)
         crop = project_masks(mask[None].float(), box[None], torch.tensor([0]), size, aligned)[0]  # (M, M)
         back = crop_and_paste(mask[None], box[None], size, aligned)[0]  # (H, W)
